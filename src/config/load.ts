@@ -1,0 +1,172 @@
+import { readFileSync } from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { isIP } from 'node:net'
+import { Ajv, type ErrorObject } from 'ajv'
+import { ConfigSchema, type StrataConfig } from './schema.js'
+import { StrataError } from '../core/errors.js'
+
+export const DEFAULT_PORT = 2001
+export const DEFAULT_ADMIN_PORT = 4001
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, coerceTypes: false })
+const validate = ajv.compile(ConfigSchema)
+
+/** A config error that lists every problem, each naming its field (e.g. `upstreams[1].url: …`). */
+export class ConfigError extends StrataError {
+  readonly problems: readonly string[]
+  constructor(problems: string[]) {
+    super('STRATA_CONFIG_INVALID', `invalid config:\n  ${problems.join('\n  ')}`)
+    this.problems = problems
+  }
+}
+
+/** `/upstreams/1/url` → `upstreams[1].url` */
+function fieldName(instancePath: string, extra?: string): string {
+  const parts = instancePath.split('/').slice(1)
+  if (extra !== undefined) parts.push(extra)
+  let out = ''
+  for (const p of parts) {
+    const key = p.replace(/~1/g, '/').replace(/~0/g, '~')
+    out += /^\d+$/.test(key) ? `[${key}]` : out ? `.${key}` : key
+  }
+  return out || '(root)'
+}
+
+function describe(e: ErrorObject): string {
+  switch (e.keyword) {
+    case 'additionalProperties':
+      return `${fieldName(e.instancePath, String(e.params['additionalProperty']))}: unknown key`
+    case 'required':
+      return `${fieldName(e.instancePath, String(e.params['missingProperty']))}: is required`
+    case 'enum':
+    case 'const':
+      return `${fieldName(e.instancePath)}: must be one of ${JSON.stringify(e.params['allowedValues'] ?? [e.params['allowedValue']])}`
+    default:
+      return `${fieldName(e.instancePath)}: ${e.message ?? 'is invalid'}`
+  }
+}
+
+/**
+ * Unions produce one error per branch; keep the most useful. For a literal union (e.g. the
+ * balancer algorithm) collapse the branches into one "must be one of" line.
+ */
+function collect(errors: ErrorObject[]): string[] {
+  const byPath = new Map<string, ErrorObject[]>()
+  for (const e of errors) {
+    const list = byPath.get(e.instancePath) ?? []
+    list.push(e)
+    byPath.set(e.instancePath, list)
+  }
+  const out: string[] = []
+  for (const [path, list] of byPath) {
+    const consts = list.filter((e) => e.keyword === 'const')
+    const anyOf = list.some((e) => e.keyword === 'anyOf')
+    if (anyOf && consts.length > 0) {
+      out.push(`${fieldName(path)}: must be one of ${consts.map((e) => JSON.stringify(e.params['allowedValue'])).join(', ')}`)
+      continue
+    }
+    // A deeper error explains an anyOf better than "must match a schema in anyOf".
+    const deeper = errors.some((e) => e.instancePath.startsWith(path + '/'))
+    for (const e of list) {
+      if (e.keyword === 'anyOf' && (deeper || list.length > 1)) continue
+      out.push(describe(e))
+    }
+  }
+  return [...new Set(out)]
+}
+
+function httpUrlProblem(value: string): string | undefined {
+  let u: URL
+  try {
+    u = new URL(value)
+  } catch {
+    return 'must be an http(s) URL'
+  }
+  if (u.protocol !== 'http:' && u.protocol !== 'https:') return 'must be an http(s) URL'
+  if (u.username || u.password) return 'must not contain credentials'
+  if (u.search || u.hash) return 'must not contain a query or fragment'
+  return undefined
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const v of Object.values(value)) deepFreeze(v)
+  }
+  return value
+}
+
+/**
+ * Validates a parsed config object, applies every default, checks the cross-field rules that a
+ * JSON schema can't express, and returns a deep-frozen copy. The caller's object is not mutated.
+ * Throws ConfigError listing every problem.
+ */
+export function resolveConfig(input: unknown): StrataConfig {
+  const raw: Record<string, unknown> = structuredClone(input ?? {}) as Record<string, unknown>
+  if (typeof raw !== 'object' || Array.isArray(raw)) throw new ConfigError(['(root): must be a JSON object'])
+  // Sub-objects with defaults: let an absent key take its default.
+  for (const k of ['listen', 'admin', 'timeouts', 'balancer', 'cache', 'esi', 'log']) if (raw[k] === undefined) raw[k] = {}
+
+  const problems: string[] = []
+  if (!validate(raw)) problems.push(...collect(validate.errors ?? []))
+
+  const cfg = raw as unknown as StrataConfig & { admin: { token?: string; port?: number }; listen: { port?: number } }
+  if (Array.isArray(cfg.upstreams)) {
+    const ids = new Set<string>()
+    cfg.upstreams.forEach((u, i) => {
+      if (typeof u?.url === 'string') {
+        const p = httpUrlProblem(u.url)
+        if (p) problems.push(`upstreams[${i}].url: ${p}`)
+      }
+      if (typeof u?.id === 'string') {
+        if (ids.has(u.id)) problems.push(`upstreams[${i}].id: duplicate id "${u.id}"`)
+        ids.add(u.id)
+      }
+    })
+    if (cfg.upstreams.length > 0 && cfg.upstreams.every((u) => u?.backup === true)) {
+      problems.push('upstreams: at least one upstream must not be a backup')
+    }
+  }
+  if (cfg.esi?.allowedHosts) {
+    cfg.esi.allowedHosts.forEach((h, i) => {
+      if (typeof h === 'string' && !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/.test(h)) {
+        problems.push(`esi.allowedHosts[${i}]: must be "host" or "host:port"`)
+      }
+    })
+  }
+  if (cfg.cache?.key?.ignoreQuery) {
+    cfg.cache.key.ignoreQuery.forEach((g, i) => {
+      if (typeof g === 'string' && !/^[\w.\-*\[\]]+$/.test(g)) problems.push(`cache.key.ignoreQuery[${i}]: must be a parameter name or glob (letters, digits, _ . - *)`)
+    })
+  }
+  if (cfg.admin && typeof cfg.admin.host === 'string' && cfg.admin.enabled !== false) {
+    if (cfg.admin.host !== 'localhost' && !isIP(cfg.admin.host) && !/^[A-Za-z0-9.-]+$/.test(cfg.admin.host)) {
+      problems.push('admin.host: must be a hostname or IP address')
+    }
+  }
+  if (problems.length > 0) throw new ConfigError(problems)
+
+  cfg.listen.port ??= DEFAULT_PORT
+  cfg.admin.port ??= DEFAULT_ADMIN_PORT
+  // No token configured: generate one for this run (logged at startup) rather than run open.
+  cfg.admin.token ??= randomBytes(18).toString('base64url')
+  delete (cfg as { $schema?: string }).$schema
+  return deepFreeze(cfg as StrataConfig)
+}
+
+/** Reads and resolves a JSON config file. Throws ConfigError (with the file named) on any problem. */
+export function loadConfigFile(path: string): StrataConfig {
+  let text: string
+  try {
+    text = readFileSync(path, 'utf8')
+  } catch (err) {
+    throw new ConfigError([`${path}: cannot read file (${(err as NodeJS.ErrnoException).code ?? String(err)})`])
+  }
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(text)
+  } catch (err) {
+    throw new ConfigError([`${path}: not valid JSON (${(err as Error).message})`])
+  }
+  return resolveConfig(parsed)
+}

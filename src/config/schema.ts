@@ -1,0 +1,198 @@
+import { Type, type Static, type TSchema } from '@sinclair/typebox'
+
+/**
+ * The one schema that holds every config key and its default (the fastify habit: validate at the
+ * boundary, once). Units: keys ending in `Ms` are milliseconds; cache lifetimes (`defaultTtl`,
+ * `grace`, `staleIfError`, `hitForPass`, rule TTLs) are seconds, as in HTTP headers.
+ * Every object is closed (`additionalProperties: false`) so a typo is an error, not a silent no-op.
+ */
+const Obj = <T extends Record<string, TSchema>>(props: T, defaults: Record<string, unknown> = {}) =>
+  Type.Object(props, { additionalProperties: false, default: defaults })
+
+const Port = Type.Integer({ minimum: 0, maximum: 65535 })
+const Ms = (def: number, min = 0) => Type.Integer({ minimum: min, default: def })
+const Seconds = (def: number) => Type.Number({ minimum: 0, default: def })
+
+export const ListenSchema = Obj({
+  host: Type.String({ minLength: 1, default: '0.0.0.0' }),
+  port: Type.Optional(Port),
+})
+
+export const AdminSchema = Obj({
+  enabled: Type.Boolean({ default: true }),
+  host: Type.String({ minLength: 1, default: '127.0.0.1' }),
+  port: Type.Optional(Port),
+  token: Type.Optional(Type.String({ minLength: 1 })),
+})
+
+export const UpstreamSchema = Type.Object(
+  {
+    id: Type.String({ minLength: 1, maxLength: 64, pattern: '^[A-Za-z0-9._-]+$' }),
+    url: Type.String({ minLength: 1 }),
+    weight: Type.Integer({ minimum: 1, maximum: 1000, default: 1 }),
+    backup: Type.Boolean({ default: false }),
+  },
+  { additionalProperties: false },
+)
+
+export const TimeoutsSchema = Obj({
+  connectMs: Ms(3000, 1),
+  responseMs: Ms(30_000, 1),
+  keepAliveMs: Ms(4000, 1),
+  shutdownMs: Ms(10_000, 0),
+})
+
+export const Algorithm = Type.Union([
+  Type.Literal('round-robin'),
+  Type.Literal('weighted'),
+  Type.Literal('least-connections'),
+  Type.Literal('random'),
+  Type.Literal('p2c'),
+  Type.Literal('consistent-hash'),
+])
+
+const StickyInsert = Type.Object(
+  {
+    mode: Type.Literal('insert'),
+    cookie: Type.String({ minLength: 1, default: 'strata_srv', pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' }),
+    secret: Type.Optional(Type.String({ minLength: 16 })),
+    maxLifeMs: Type.Optional(Type.Integer({ minimum: 1 })),
+    maxIdleMs: Type.Optional(Type.Integer({ minimum: 1 })),
+  },
+  { additionalProperties: false },
+)
+const StickyLearn = Type.Object(
+  {
+    mode: Type.Literal('learn'),
+    cookie: Type.String({ minLength: 1, pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' }),
+    ttlMs: Ms(3_600_000, 1),
+  },
+  { additionalProperties: false },
+)
+
+export const HealthCheckSchema = Type.Object(
+  {
+    path: Type.String({ pattern: '^/', default: '/health' }),
+    intervalMs: Ms(2000, 10),
+    timeoutMs: Ms(1000, 1),
+    expectStatus: Type.Integer({ minimum: 100, maximum: 599, default: 200 }),
+    rise: Type.Integer({ minimum: 1, default: 2 }),
+    fall: Type.Integer({ minimum: 1, default: 3 }),
+  },
+  { additionalProperties: false },
+)
+
+export const BalancerSchema = Obj({
+  algorithm: Type.Union([Algorithm], { default: 'round-robin' }),
+  hashOn: Type.String({ pattern: '^(ip|path|header:.+|cookie:.+)$', default: 'ip' }),
+  sticky: Type.Union([StickyInsert, StickyLearn, Type.Null()], { default: null }),
+  healthCheck: Type.Union([HealthCheckSchema, Type.Null()], { default: null }),
+  passive: Obj({
+    failures: Type.Integer({ minimum: 1, default: 3 }),
+    cooldownMs: Ms(5000, 1),
+    maxCooldownMs: Ms(60_000, 1),
+  }),
+  slowStartMs: Ms(0),
+  retries: Type.Integer({ minimum: 0, maximum: 10, default: 1 }),
+  retryOn: Type.Array(Type.Union([Type.Literal('connect'), Type.Literal('502'), Type.Literal('503'), Type.Literal('504')]), {
+    default: ['connect'],
+    uniqueItems: true,
+  }),
+  drainMs: Ms(30_000),
+})
+
+export const CacheRuleSchema = Type.Object(
+  {
+    prefix: Type.String({ pattern: '^/' }),
+    defaultTtl: Type.Optional(Type.Number({ minimum: 0 })),
+    stripSetCookie: Type.Boolean({ default: false }),
+  },
+  { additionalProperties: false },
+)
+
+/** ioredis options are open-ended; a URL string is the common case. */
+export const RedisOptionSchema = Type.Union([
+  Type.String({ pattern: '^rediss?://' }),
+  Type.Object({ cluster: Type.Array(Type.String({ pattern: '^rediss?://' }), { minItems: 1 }) }, { additionalProperties: false }),
+  Type.Object(
+    { sentinels: Type.Array(Type.String({ pattern: '^rediss?://' }), { minItems: 1 }), name: Type.String({ minLength: 1 }) },
+    { additionalProperties: false },
+  ),
+  Type.Null(),
+])
+
+export const CacheSchema = Obj({
+  enabled: Type.Boolean({ default: true }),
+  maxBytes: Type.Integer({ minimum: 0, default: 256 * 1024 * 1024 }),
+  maxObjectBytes: Type.Integer({ minimum: 0, default: 8 * 1024 * 1024 }),
+  defaultTtl: Seconds(0),
+  grace: Seconds(0),
+  staleIfError: Seconds(0),
+  hitForPass: Seconds(10),
+  redis: Type.Union([RedisOptionSchema], { default: null }),
+  redisTimeoutMs: Ms(250, 1),
+  rules: Type.Array(CacheRuleSchema, { default: [] }),
+  key: Obj({
+    ignoreQuery: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+    sortQuery: Type.Boolean({ default: false }),
+  }),
+  coalesce: Obj({
+    enabled: Type.Boolean({ default: true }),
+    maxWaiters: Type.Integer({ minimum: 0, default: 1000 }),
+  }),
+})
+
+export const EsiSchema = Obj({
+  enabled: Type.Boolean({ default: true }),
+  paths: Type.Array(Type.String({ pattern: '^/' }), { default: [] }),
+  allowedHosts: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+  maxDepth: Type.Integer({ minimum: 0, maximum: 20, default: 5 }),
+  maxConcurrentIncludes: Type.Integer({ minimum: 1, default: 32 }),
+  maxIncludes: Type.Integer({ minimum: 1, default: 256 }),
+  fragmentTimeoutMs: Ms(5000, 1),
+  onError: Type.Union([Type.Literal('continue'), Type.Literal('fail')], { default: 'continue' }),
+  forwardHeaders: Type.Array(Type.String({ minLength: 1 }), { default: ['cookie', 'accept-language', 'authorization'] }),
+  compress: Type.Boolean({ default: false }),
+})
+
+export const LogSchema = Obj({
+  level: Type.Union(
+    [Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')],
+    { default: 'info' },
+  ),
+  access: Type.Boolean({ default: true }),
+})
+
+export const ConfigSchema = Type.Object(
+  {
+    $schema: Type.Optional(Type.String()),
+    listen: ListenSchema,
+    admin: AdminSchema,
+    upstreams: Type.Array(UpstreamSchema, { minItems: 1 }),
+    timeouts: TimeoutsSchema,
+    balancer: BalancerSchema,
+    cache: CacheSchema,
+    esi: EsiSchema,
+    log: LogSchema,
+  },
+  { additionalProperties: false },
+)
+
+type Raw = Static<typeof ConfigSchema>
+
+/** The validated, defaulted, frozen config every module receives. */
+export type StrataConfig = Readonly<
+  Omit<Raw, 'listen' | 'admin' | '$schema'> & {
+    listen: { host: string; port: number }
+    admin: { enabled: boolean; host: string; port: number; token: string }
+  }
+>
+export type UpstreamConfig = Static<typeof UpstreamSchema>
+export type BalancerConfig = Static<typeof BalancerSchema>
+export type CacheConfig = Static<typeof CacheSchema>
+export type CacheRule = Static<typeof CacheRuleSchema>
+export type EsiConfig = Static<typeof EsiSchema>
+export type HealthCheckConfig = Static<typeof HealthCheckSchema>
+export type StickyConfig = NonNullable<Static<typeof BalancerSchema>['sticky']>
+export type RedisOption = Static<typeof RedisOptionSchema>
+export type TimeoutsConfig = Static<typeof TimeoutsSchema>
