@@ -1,0 +1,610 @@
+import type { Redis } from 'ioredis'
+import type { BalancerConfig, HealthCheckConfig, StickyConfig, UpstreamConfig } from '../config/schema.js'
+import { systemClock, type Clock } from '../core/clock.js'
+import { StrataError } from '../core/errors.js'
+import { headerValue, parseCookies, type Headers } from '../core/headers.js'
+import { silentLogger, type Logger } from '../observability/logger.js'
+import { hash32 } from './hash.js'
+import { HashRing } from './hash-ring.js'
+import { HealthChecker } from './health-check.js'
+import { findSetCookie, LearnTable } from './learn-table.js'
+import {
+  ALGORITHM,
+  cumulativeWeights,
+  leastConnections,
+  p2c,
+  searchCumulative,
+  smoothWeightedSequence,
+  swrrStep,
+  weightedRandom,
+  type Algorithm,
+} from './pickers.js'
+import { decodeStickyToken, encodeStickyToken, randomStickySecret, type StickyPayload } from './sticky-token.js'
+import { HEALTH, UpstreamState, type Upstream, type UpstreamSnapshot } from './upstream-state.js'
+
+/** What `pick` needs to know about a request. Header names lower-case. */
+export interface PickRequest {
+  readonly ip: string
+  /** Request target path (a query string is ignored by `hashOn: "path"`). */
+  readonly path: string
+  readonly headers: Headers
+  /** Parsed cookies, when the caller has them; otherwise parsed from `headers.cookie` if needed. */
+  readonly cookies?: ReadonlyMap<string, string> | undefined
+}
+
+export interface PickResult {
+  readonly upstream: Upstream
+  /** A complete Set-Cookie value (insert-mode sticky) to add to the response. */
+  readonly setCookie?: string
+}
+
+export interface RequestOutcome {
+  /** False when the attempt failed without a usable response (connect error, reset, timeout). */
+  readonly ok: boolean
+  readonly statusCode?: number | undefined
+  readonly connectError?: boolean | undefined
+  readonly durationMs: number
+}
+
+export type DoneFn = (outcome: RequestOutcome) => void
+
+export interface BalancerEvents {
+  added: (upstream: Upstream) => void
+  removed: (upstream: Upstream) => void
+}
+
+export interface BalancerOptions {
+  readonly upstreams: readonly UpstreamConfig[]
+  readonly config: BalancerConfig
+  readonly clock?: Clock | undefined
+  readonly logger?: Logger | undefined
+  /** ioredis client for the learn-mode table (shared by every node); owned by the caller. */
+  readonly redis?: Redis | undefined
+  /** How long a learn-table Redis lookup may take before it counts as a miss. Default 250. */
+  readonly redisTimeoutMs?: number | undefined
+  /** Random source in [0, 1) for random/p2c; injectable for tests. */
+  readonly random?: (() => number) | undefined
+}
+
+type HashSource = { kind: 'ip' } | { kind: 'path' } | { kind: 'header'; name: string } | { kind: 'cookie'; name: string }
+
+const ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/
+const STICKY_ATTRIBUTES = '; Path=/; HttpOnly; SameSite=Lax'
+
+/**
+ * The load balancer: picks an upstream per request, keeps sticky sessions, tracks health (active
+ * checks and passive ejection), and takes runtime changes. Framework-free: the proxy calls
+ * `pick` → `begin` → `done`, and the admin routes call `list`/`add`/`remove`/`drain`/`enable`.
+ *
+ * The hot path (`pick`) works on a candidate list that is rebuilt only when something changes
+ * (a state change, or the clock passing the next known deadline: an ejection's end, a slow-start
+ * ramp's end), so a pick is O(1) for round-robin, weighted (a precomputed cycle), p2c and
+ * sticky hits, O(log n) for random and consistent-hash, O(n) for least-connections.
+ */
+export class Balancer {
+  readonly #config: BalancerConfig
+  readonly #clock: Clock
+  readonly #log: Logger
+  readonly #random: () => number
+  readonly #algorithm: Algorithm
+  readonly #hashSource: HashSource | undefined
+  readonly #sticky: StickyConfig | null
+  readonly #secret: string | Buffer
+  readonly #idleRefreshMs: number
+  readonly #learn: LearnTable | undefined
+  readonly #checker: HealthChecker | undefined
+  readonly #listeners: { [K in keyof BalancerEvents]: Set<BalancerEvents[K]> } = { added: new Set(), removed: new Set() }
+
+  readonly #upstreams = new Map<string, UpstreamState>()
+  #primaryRing: HashRing<UpstreamState> | undefined
+  #backupRing: HashRing<UpstreamState> | undefined
+
+  // Candidate cache, rebuilt by #refresh.
+  #dirty = true
+  #nextChangeAt = 0
+  #primaries: UpstreamState[] = []
+  #backups: UpstreamState[] = []
+  /** primaries when any, else backups: what a pick without exclusions balances over. */
+  #tier: UpstreamState[] = []
+  #tierIsPrimary = true
+  /** Some candidate is in its slow-start ramp: weights are live, precomputed forms are off. */
+  #ramping = false
+  #schedule: UpstreamState[] | undefined
+  #scheduleAt = 0
+  #cumulative: Float64Array | undefined
+  #rr = 0
+  /** Upstreams whose ejection was logged and whose return is not yet logged. */
+  readonly #ejected = new Set<UpstreamState>()
+
+  // Scratch for the ring's accept callback (one closure for the balancer's life, not one per pick).
+  #acceptNow = 0
+  #acceptExclude: ReadonlySet<string> | undefined
+  readonly #accept = (u: UpstreamState): boolean => u.isAvailable(this.#acceptNow) && !(this.#acceptExclude?.has(u.id) ?? false)
+
+  #started = false
+  #closed = false
+
+  constructor(opts: BalancerOptions) {
+    const config = opts.config
+    this.#config = config
+    this.#clock = opts.clock ?? systemClock
+    this.#log = (opts.logger ?? silentLogger).child({ module: 'balancer' })
+    this.#random = opts.random ?? Math.random
+    this.#algorithm = config.algorithm
+    this.#hashSource = config.algorithm === ALGORITHM.consistentHash ? parseHashOn(config.hashOn) : undefined
+    this.#sticky = config.sticky
+
+    if (config.sticky?.mode === 'insert') {
+      if (config.sticky.secret === undefined) {
+        this.#log.warn('sticky.secret is not set: using a random secret, so sticky cookies die with this process and other nodes reject them')
+      }
+      this.#secret = config.sticky.secret ?? randomStickySecret()
+      // Re-sign lastSeen at most every quarter of maxIdleMs: one HMAC per request is enough, two is waste.
+      this.#idleRefreshMs = config.sticky.maxIdleMs === undefined ? Number.POSITIVE_INFINITY : Math.max(1, Math.floor(config.sticky.maxIdleMs / 4))
+    } else {
+      this.#secret = ''
+      this.#idleRefreshMs = Number.POSITIVE_INFINITY
+    }
+
+    if (config.sticky?.mode === 'learn') {
+      this.#learn = new LearnTable(config.sticky.cookie, {
+        ttlMs: config.sticky.ttlMs,
+        clock: this.#clock,
+        logger: this.#log,
+        redis: opts.redis,
+        redisTimeoutMs: opts.redisTimeoutMs,
+      })
+    }
+
+    const checked = config.healthCheck !== null
+    for (const cfg of opts.upstreams) {
+      validateUpstream(cfg, 'STRATA_CONFIG_INVALID')
+      if (this.#upstreams.has(cfg.id)) throw new StrataError('STRATA_CONFIG_INVALID', `duplicate upstream id "${cfg.id}"`)
+      this.#upstreams.set(cfg.id, new UpstreamState(cfg, checked))
+    }
+    this.#rebuildRings()
+
+    if (config.healthCheck !== null) {
+      const hc: HealthCheckConfig = config.healthCheck
+      this.#checker = new HealthChecker({
+        config: hc,
+        targets: () => this.#upstreams.values(),
+        onResult: (u, ok, detail) => this.#onCheck(u, ok, detail, hc),
+        logger: this.#log,
+      })
+    }
+  }
+
+  /** Whether `pick` reads cookies (so the proxy can skip parsing them otherwise). */
+  get needsCookies(): boolean {
+    return this.#sticky !== null || this.#hashSource?.kind === 'cookie'
+  }
+
+  /** Starts active health checks, when configured. Idempotent. */
+  start(): void {
+    if (this.#started || this.#closed) return
+    this.#started = true
+    this.#checker?.start()
+  }
+
+  /** Runs one round of active health checks now (for tests and for `enable` right after a fix). */
+  async checkNow(): Promise<void> {
+    await this.#checker?.runOnce()
+  }
+
+  async close(): Promise<void> {
+    if (this.#closed) return
+    this.#closed = true
+    await this.#checker?.close()
+    this.#learn?.clear()
+    this.#listeners.added.clear()
+    this.#listeners.removed.clear()
+  }
+
+  on<K extends keyof BalancerEvents>(event: K, listener: BalancerEvents[K]): this {
+    this.#listeners[event].add(listener)
+    return this
+  }
+
+  off<K extends keyof BalancerEvents>(event: K, listener: BalancerEvents[K]): this {
+    this.#listeners[event].delete(listener)
+    return this
+  }
+
+  /** The upstream with this id, if configured. */
+  get(id: string): Upstream | undefined {
+    return this.#upstreams.get(id)
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // The hot path
+
+  /**
+   * Picks the upstream for a request. `exclude` holds the ids a retry already tried. Undefined
+   * means nothing is available: answer 503 with `Retry-After: retryAfterSeconds()`.
+   *
+   * In learn mode with Redis, a session this node has not seen yet is only found by `pickAsync`;
+   * `pick` then balances it normally.
+   */
+  pick(req: PickRequest, exclude?: ReadonlySet<string>): PickResult | undefined {
+    const now = this.#clock.now()
+    this.#refresh(now)
+    const sticky = this.#sticky
+    if (sticky === null) return this.#balance(req, exclude, now)?.plainPick
+    const cookies = req.cookies ?? parseCookies(headerValue(req.headers, 'cookie'))
+    if (sticky.mode === 'insert') return this.#pickInsert(req, cookies, sticky.cookie, exclude, now)
+    return this.#pickLearn(req, cookies, sticky.cookie, exclude, now)
+  }
+
+  /** `pick`, after looking a learn-mode session up in Redis when this node does not know it. */
+  async pickAsync(req: PickRequest, exclude?: ReadonlySet<string>): Promise<PickResult | undefined> {
+    const learn = this.#learn
+    if (learn?.shared && this.#sticky !== null) {
+      const cookies = req.cookies ?? parseCookies(headerValue(req.headers, 'cookie'))
+      const sid = cookies.get(this.#sticky.cookie)
+      if (sid && learn.getLocal(sid) === undefined) await learn.fetch(sid)
+      return this.pick(req.cookies === undefined ? { ...req, cookies } : req, exclude)
+    }
+    return this.pick(req, exclude)
+  }
+
+  /**
+   * Counts a request as active on `upstream` (least-connections, p2c) until the returned function
+   * is called with its outcome. Calling it again is a no-op.
+   */
+  begin(upstream: Upstream): DoneFn {
+    const u = this.#own(upstream)
+    u.begin()
+    let finished = false
+    return (outcome) => {
+      if (finished) return
+      finished = true
+      this.#end(u, outcome)
+    }
+  }
+
+  /**
+   * Learn mode: remembers the session id the application just set (Set-Cookie values of the
+   * response) → `upstream`. A no-op in other modes, or when the cookie is absent or being deleted
+   * (entries then expire by `ttlMs`).
+   */
+  learnFromResponse(upstream: Upstream, setCookie: string | readonly string[] | undefined): void {
+    if (this.#learn === undefined || this.#sticky === null || setCookie === undefined) return
+    const sid = findSetCookie(setCookie, this.#sticky.cookie)
+    if (sid) this.#learn.set(sid, upstream.id)
+  }
+
+  /**
+   * Insert mode: the Cookie header without our sticky cookie, so the application never sees it
+   * (HAProxy `cookie … indirect`). Undefined when nothing is left. Other modes: unchanged.
+   */
+  stripStickyCookie(cookieHeader: string | undefined): string | undefined {
+    if (cookieHeader === undefined || this.#sticky?.mode !== 'insert') return cookieHeader
+    const name = this.#sticky.cookie
+    if (!cookieHeader.includes(name)) return cookieHeader
+    let out = ''
+    for (const part of cookieHeader.split(';')) {
+      const eq = part.indexOf('=')
+      if ((eq === -1 ? part : part.slice(0, eq)).trim() === name) continue
+      const kept = part.trim()
+      if (kept) out = out ? `${out}; ${kept}` : kept
+    }
+    return out || undefined
+  }
+
+  /**
+   * Seconds a client should wait before retrying when `pick` found nothing: until the earliest
+   * passive ejection ends, else one health-check rise, else 1.
+   */
+  retryAfterSeconds(): number {
+    const now = this.#clock.now()
+    let soonest = Number.POSITIVE_INFINITY
+    for (const u of this.#upstreams.values()) {
+      if (!u.draining && u.health !== HEALTH.down && u.ejectedUntil > now) soonest = Math.min(soonest, u.ejectedUntil)
+    }
+    if (soonest !== Number.POSITIVE_INFINITY) return Math.max(1, Math.ceil((soonest - now) / 1000))
+    const hc = this.#config.healthCheck
+    if (hc !== null) return Math.max(1, Math.ceil((hc.intervalMs * hc.rise) / 1000))
+    return 1
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Runtime control (admin API)
+
+  list(): UpstreamSnapshot[] {
+    const now = this.#clock.now()
+    const out: UpstreamSnapshot[] = []
+    for (const u of this.#upstreams.values()) out.push(u.snapshot(now, this.#config.slowStartMs))
+    return out
+  }
+
+  /** Adds an upstream; it ramps up over `slowStartMs`. STRATA_ADMIN_CONFLICT when the id exists. */
+  add(cfg: UpstreamConfig): UpstreamSnapshot {
+    validateUpstream(cfg, 'STRATA_ADMIN_BAD_BODY')
+    if (this.#upstreams.has(cfg.id)) throw new StrataError('STRATA_ADMIN_CONFLICT', `upstream "${cfg.id}" already exists`)
+    const now = this.#clock.now()
+    const u = new UpstreamState(cfg, this.#config.healthCheck !== null)
+    u.markRecovered(now)
+    this.#upstreams.set(u.id, u)
+    this.#rebuildRings()
+    this.#dirty = true
+    this.#log.info({ upstream: u.id, url: u.url }, 'upstream added')
+    for (const l of this.#listeners.added) l(u)
+    return u.snapshot(now, this.#config.slowStartMs)
+  }
+
+  /**
+   * Removes an upstream at once: no new requests; requests in flight finish on their own
+   * connections (the proxy closes its pool gracefully on `removed`). Sticky users move.
+   */
+  remove(id: string): void {
+    const u = this.#find(id)
+    u.markRemoved()
+    this.#upstreams.delete(id)
+    this.#ejected.delete(u)
+    this.#rebuildRings()
+    this.#dirty = true
+    this.#log.info({ upstream: id }, 'upstream removed')
+    for (const l of this.#listeners.removed) l(u)
+  }
+
+  /** No new sessions; sticky sessions keep it for `drainMs`, then move. Idempotent. */
+  drain(id: string): UpstreamSnapshot {
+    const u = this.#find(id)
+    const now = this.#clock.now()
+    if (u.drain(now)) {
+      this.#dirty = true
+      this.#log.info({ upstream: id, drainMs: this.#config.drainMs }, 'upstream draining')
+    }
+    return u.snapshot(now, this.#config.slowStartMs)
+  }
+
+  /** Ends a drain and any passive ejection; active health checks still decide up/down. */
+  enable(id: string): UpstreamSnapshot {
+    const u = this.#find(id)
+    const now = this.#clock.now()
+    u.enable(now)
+    this.#ejected.delete(u)
+    this.#dirty = true
+    this.#log.info({ upstream: id }, 'upstream enabled')
+    return u.snapshot(now, this.#config.slowStartMs)
+  }
+
+  // ---------------------------------------------------------------------------------------------
+  // Internals
+
+  #pickInsert(req: PickRequest, cookies: ReadonlyMap<string, string>, name: string, exclude: ReadonlySet<string> | undefined, now: number): PickResult | undefined {
+    const token = cookies.get(name)
+    if (token !== undefined) {
+      const p = decodeStickyToken(this.#secret, token)
+      if (p !== undefined && this.#fresh(p, now)) {
+        const u = this.#upstreams.get(p.id)
+        if (u !== undefined && u.isStickyUsable(now, this.#config.drainMs) && !(exclude?.has(u.id) ?? false)) {
+          if (now - p.lastSeen < this.#idleRefreshMs) return u.plainPick
+          return { upstream: u, setCookie: this.#cookie(u.id, p.issuedAt, now) }
+        }
+      }
+    }
+    // No cookie, a tampered/foreign/expired one, or its server cannot take it: balance and (re)issue.
+    const u = this.#balance(req, exclude, now)
+    return u && { upstream: u, setCookie: this.#cookie(u.id, now, now) }
+  }
+
+  #pickLearn(req: PickRequest, cookies: ReadonlyMap<string, string>, name: string, exclude: ReadonlySet<string> | undefined, now: number): PickResult | undefined {
+    const learn = this.#learn!
+    const sid = cookies.get(name)
+    if (sid) {
+      const id = learn.getLocal(sid)
+      if (id !== undefined) {
+        const u = this.#upstreams.get(id)
+        if (u !== undefined && u.isStickyUsable(now, this.#config.drainMs) && !(exclude?.has(id) ?? false)) {
+          learn.touch(sid, id)
+          return u.plainPick
+        }
+        // A known session whose server cannot take it: move it, and remember where it went.
+        const moved = this.#balance(req, exclude, now)
+        if (moved !== undefined) learn.set(sid, moved.id)
+        return moved?.plainPick
+      }
+    }
+    return this.#balance(req, exclude, now)?.plainPick
+  }
+
+  #fresh(p: StickyPayload, now: number): boolean {
+    const s = this.#sticky
+    if (s?.mode !== 'insert') return false
+    if (s.maxLifeMs !== undefined && now - p.issuedAt > s.maxLifeMs) return false
+    if (s.maxIdleMs !== undefined && now - p.lastSeen > s.maxIdleMs) return false
+    return true
+  }
+
+  #cookie(id: string, issuedAt: number, lastSeen: number): string {
+    return `${this.#sticky!.cookie}=${encodeStickyToken(this.#secret, { id, issuedAt, lastSeen })}${STICKY_ATTRIBUTES}`
+  }
+
+  /** Picks by algorithm among available servers (primaries, else backups), minus `exclude`. */
+  #balance(req: PickRequest, exclude: ReadonlySet<string> | undefined, now: number): UpstreamState | undefined {
+    let c = this.#tier
+    let primary = this.#tierIsPrimary
+    const filtered = exclude !== undefined && exclude.size > 0
+    if (filtered) {
+      // Retry path only: a small allocation is fine here.
+      c = this.#primaries.filter((u) => !exclude.has(u.id))
+      primary = true
+      if (c.length === 0) {
+        c = this.#backups.filter((u) => !exclude.has(u.id))
+        primary = false
+      }
+    }
+    if (c.length === 0) return undefined
+    const slow = this.#config.slowStartMs
+    switch (this.#algorithm) {
+      case ALGORITHM.roundRobin:
+        return this.#roundRobin(c, now)
+      case ALGORITHM.weighted:
+        if (!filtered && !this.#ramping) {
+          const s = this.#weightedSchedule()
+          if (s !== undefined) return s[this.#scheduleAt++ % s.length]!
+        }
+        return swrrStep(c, now, slow)
+      case ALGORITHM.leastConnections:
+        return leastConnections(c, this.#rr++ & 0x3fffffff, now, slow)
+      case ALGORITHM.random:
+        if (!filtered && !this.#ramping) {
+          this.#cumulative ??= cumulativeWeights(c)
+          return c[searchCumulative(this.#cumulative, this.#random() * this.#cumulative[c.length - 1]!)]!
+        }
+        return weightedRandom(c, this.#random(), now, slow)
+      case ALGORITHM.p2c:
+        return p2c(c, this.#random(), this.#random(), now, slow)
+      case ALGORITHM.consistentHash: {
+        const h = this.#hashKey(req)
+        if (h === undefined) return this.#roundRobin(c, now) // no key to hash on: spread evenly
+        const ring = primary ? this.#primaryRing : this.#backupRing
+        this.#acceptNow = now
+        this.#acceptExclude = filtered ? exclude : undefined
+        const u = ring?.lookup(h, this.#accept)
+        this.#acceptExclude = undefined
+        return u
+      }
+    }
+  }
+
+  /**
+   * Plain rotation. Round-robin has no weights, so slow start is applied as a probability: a
+   * ramping server at 30% of its ramp takes its turn 30% of the time (the rest go to the next).
+   */
+  #roundRobin(c: readonly UpstreamState[], now: number): UpstreamState {
+    const n = c.length
+    const slow = this.#config.slowStartMs
+    for (let k = 0; k < n; k++) {
+      const u = c[this.#rr++ % n]!
+      this.#rr &= 0x3fffffff
+      if (!this.#ramping || this.#random() * u.weight < u.effectiveWeight(now, slow)) return u
+    }
+    return c[this.#rr % n]!
+  }
+
+  #weightedSchedule(): UpstreamState[] | undefined {
+    if (this.#schedule !== undefined) return this.#schedule.length > 0 ? this.#schedule : undefined
+    const tier = this.#tier
+    const seq = smoothWeightedSequence(tier.map((u) => u.weight))
+    // An empty array marks "too long to precompute" so it is not retried on every pick.
+    this.#schedule = seq === undefined ? [] : seq.map((i) => tier[i]!)
+    this.#scheduleAt = 0
+    return this.#schedule.length > 0 ? this.#schedule : undefined
+  }
+
+  #hashKey(req: PickRequest): number | undefined {
+    const src = this.#hashSource!
+    switch (src.kind) {
+      case 'ip':
+        return req.ip ? hash32(req.ip) : undefined
+      case 'path': {
+        const q = req.path.indexOf('?')
+        return hash32(req.path, 0, q === -1 ? req.path.length : q)
+      }
+      case 'header': {
+        const v = headerValue(req.headers, src.name)
+        return v ? hash32(v) : undefined
+      }
+      case 'cookie': {
+        const v = (req.cookies ?? parseCookies(headerValue(req.headers, 'cookie'))).get(src.name)
+        return v ? hash32(v) : undefined
+      }
+    }
+  }
+
+  /** Rebuilds the candidate lists when state changed or the clock passed a known deadline. */
+  #refresh(now: number): void {
+    if (!this.#dirty && now < this.#nextChangeAt) return
+    const slow = this.#config.slowStartMs
+    const primaries: UpstreamState[] = []
+    const backups: UpstreamState[] = []
+    let next = Number.POSITIVE_INFINITY
+    let ramping = false
+    for (const u of this.#upstreams.values()) {
+      u.swrrCurrent = 0
+      if (u.ejectedUntil > now) next = Math.min(next, u.ejectedUntil)
+      else if (this.#ejected.delete(u)) this.#log.info({ upstream: u.id }, 'upstream back from passive ejection')
+      if (!u.isAvailable(now)) continue
+      ;(u.backup ? backups : primaries).push(u)
+      const rampEnd = u.rampEndsAt(slow)
+      if (rampEnd > now) {
+        ramping = true
+        next = Math.min(next, rampEnd)
+      }
+    }
+    this.#primaries = primaries
+    this.#backups = backups
+    this.#tierIsPrimary = primaries.length > 0
+    this.#tier = this.#tierIsPrimary ? primaries : backups
+    this.#ramping = ramping
+    this.#schedule = undefined
+    this.#cumulative = undefined
+    this.#nextChangeAt = next
+    this.#dirty = false
+  }
+
+  #rebuildRings(): void {
+    if (this.#algorithm !== ALGORITHM.consistentHash) return
+    const all = [...this.#upstreams.values()]
+    this.#primaryRing = new HashRing(all.filter((u) => !u.backup))
+    this.#backupRing = new HashRing(all.filter((u) => u.backup))
+  }
+
+  #end(u: UpstreamState, o: RequestOutcome): void {
+    const failed = o.connectError === true || !o.ok || (o.statusCode ?? 0) >= 500
+    const now = this.#clock.now()
+    const ejected = u.end(failed, o.connectError === true, o.durationMs, now, this.#config.passive)
+    if (ejected && !u.removed) {
+      this.#dirty = true
+      this.#ejected.add(u)
+      this.#log.warn({ upstream: u.id, until: new Date(u.ejectedUntil).toISOString(), cooldownMs: u.ejectedUntil - now, ejections: u.ejections }, 'upstream ejected after consecutive failures')
+    }
+  }
+
+  #onCheck(upstream: Upstream, ok: boolean, detail: string, hc: HealthCheckConfig): void {
+    const u = this.#upstreams.get(upstream.id)
+    if (u === undefined || u !== upstream) return // removed meanwhile
+    const change = u.checkResult(ok, hc.rise, hc.fall, this.#clock.now())
+    if (change === undefined) return
+    this.#dirty = true
+    if (change === HEALTH.up) this.#log.info({ upstream: u.id, detail }, 'upstream is up (health check)')
+    else this.#log.warn({ upstream: u.id, detail }, 'upstream is down (health check)')
+  }
+
+  #own(upstream: Upstream): UpstreamState {
+    if (upstream instanceof UpstreamState) return upstream
+    const u = this.#upstreams.get(upstream.id)
+    if (u === undefined) throw new StrataError('STRATA_ADMIN_NOT_FOUND', `no upstream "${upstream.id}"`)
+    return u
+  }
+
+  #find(id: string): UpstreamState {
+    const u = this.#upstreams.get(id)
+    if (u === undefined) throw new StrataError('STRATA_ADMIN_NOT_FOUND', `no upstream "${id}"`)
+    return u
+  }
+}
+
+function parseHashOn(hashOn: string): HashSource {
+  if (hashOn === 'ip') return { kind: 'ip' }
+  if (hashOn === 'path') return { kind: 'path' }
+  if (hashOn.startsWith('header:') && hashOn.length > 7) return { kind: 'header', name: hashOn.slice(7).toLowerCase() }
+  if (hashOn.startsWith('cookie:') && hashOn.length > 7) return { kind: 'cookie', name: hashOn.slice(7) }
+  throw new StrataError('STRATA_CONFIG_INVALID', `balancer.hashOn must be ip, path, header:<name> or cookie:<name>; got ${JSON.stringify(hashOn)}`)
+}
+
+function validateUpstream(cfg: UpstreamConfig, code: 'STRATA_CONFIG_INVALID' | 'STRATA_ADMIN_BAD_BODY'): void {
+  if (typeof cfg.id !== 'string' || !ID_PATTERN.test(cfg.id)) throw new StrataError(code, `upstream id must match ${ID_PATTERN.source}`)
+  let url: URL
+  try {
+    url = new URL(cfg.url)
+  } catch (cause) {
+    throw new StrataError(code, `upstream "${cfg.id}": invalid url ${JSON.stringify(cfg.url)}`, { cause })
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new StrataError(code, `upstream "${cfg.id}": url must be http: or https:`)
+  const w = cfg.weight
+  if (w !== undefined && (!Number.isInteger(w) || w < 1 || w > 1000)) throw new StrataError(code, `upstream "${cfg.id}": weight must be an integer 1..1000`)
+}
