@@ -127,6 +127,17 @@ export function resolveConfig(input: unknown): StrataConfig {
       problems.push('upstreams: at least one upstream must not be a backup')
     }
   }
+  const sticky = cfg.balancer?.sticky as Record<string, unknown> | null | undefined
+  if (sticky && typeof sticky === 'object') {
+    if (sticky['mode'] === 'insert') {
+      if (sticky['ttlMs'] !== undefined) problems.push('balancer.sticky.ttlMs: only for mode "learn" (insert mode uses maxLifeMs / maxIdleMs)')
+      sticky['cookie'] ??= 'strata_srv'
+    } else if (sticky['mode'] === 'learn') {
+      for (const k of ['secret', 'maxLifeMs', 'maxIdleMs']) if (sticky[k] !== undefined) problems.push(`balancer.sticky.${k}: only for mode "insert"`)
+      if (sticky['cookie'] === undefined) problems.push('balancer.sticky.cookie: is required in mode "learn" (the application\'s session cookie)')
+      sticky['ttlMs'] ??= 3_600_000
+    }
+  }
   if (cfg.esi?.allowedHosts) {
     cfg.esi.allowedHosts.forEach((h, i) => {
       if (typeof h === 'string' && !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/.test(h)) {

@@ -51,24 +51,32 @@ export const Algorithm = Type.Union([
   Type.Literal('consistent-hash'),
 ])
 
-const StickyInsert = Type.Object(
+const CookieName = Type.String({ minLength: 1, pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' })
+
+/**
+ * Sticky sessions. One closed object for both modes (Ajv applies defaults inside plain objects but
+ * not inside anyOf branches); mode-specific rules are checked by the loader.
+ * - insert: strata sets its own signed cookie (`cookie`, default strata_srv).
+ * - learn: strata follows the application's session cookie (`cookie` required).
+ */
+export const StickySchema = Type.Object(
   {
-    mode: Type.Literal('insert'),
-    cookie: Type.String({ minLength: 1, default: 'strata_srv', pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' }),
+    mode: Type.Union([Type.Literal('insert'), Type.Literal('learn')]),
+    cookie: Type.Optional(CookieName),
     secret: Type.Optional(Type.String({ minLength: 16 })),
     maxLifeMs: Type.Optional(Type.Integer({ minimum: 1 })),
     maxIdleMs: Type.Optional(Type.Integer({ minimum: 1 })),
+    ttlMs: Type.Optional(Type.Integer({ minimum: 1 })),
   },
   { additionalProperties: false },
 )
-const StickyLearn = Type.Object(
-  {
-    mode: Type.Literal('learn'),
-    cookie: Type.String({ minLength: 1, pattern: '^[!#$%&\'*+.^_`|~0-9A-Za-z-]+$' }),
-    ttlMs: Ms(3_600_000, 1),
-  },
-  { additionalProperties: false },
-)
+
+export type StickyConfig =
+  | { mode: 'insert'; cookie: string; secret?: string; maxLifeMs?: number; maxIdleMs?: number }
+  | { mode: 'learn'; cookie: string; ttlMs: number }
+
+/** `null` or an object, without anyOf, so defaults inside the object still apply. */
+const nullable = <T extends TSchema, S>(schema: T) => Type.Unsafe<S | null>({ ...schema, nullable: true, default: null })
 
 export const HealthCheckSchema = Type.Object(
   {
@@ -85,8 +93,8 @@ export const HealthCheckSchema = Type.Object(
 export const BalancerSchema = Obj({
   algorithm: Type.Union([Algorithm], { default: 'round-robin' }),
   hashOn: Type.String({ pattern: '^(ip|path|header:.+|cookie:.+)$', default: 'ip' }),
-  sticky: Type.Union([StickyInsert, StickyLearn, Type.Null()], { default: null }),
-  healthCheck: Type.Union([HealthCheckSchema, Type.Null()], { default: null }),
+  sticky: nullable<typeof StickySchema, StickyConfig>(StickySchema),
+  healthCheck: nullable<typeof HealthCheckSchema, Static<typeof HealthCheckSchema>>(HealthCheckSchema),
   passive: Obj({
     failures: Type.Integer({ minimum: 1, default: 3 }),
     cooldownMs: Ms(5000, 1),
@@ -193,6 +201,5 @@ export type CacheConfig = Static<typeof CacheSchema>
 export type CacheRule = Static<typeof CacheRuleSchema>
 export type EsiConfig = Static<typeof EsiSchema>
 export type HealthCheckConfig = Static<typeof HealthCheckSchema>
-export type StickyConfig = NonNullable<Static<typeof BalancerSchema>['sticky']>
 export type RedisOption = Static<typeof RedisOptionSchema>
 export type TimeoutsConfig = Static<typeof TimeoutsSchema>

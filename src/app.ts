@@ -1,0 +1,73 @@
+import type { AddressInfo } from 'node:net'
+import type { FastifyInstance } from 'fastify'
+import type { StrataConfig } from './config/schema.js'
+import { createLogger, type Logger } from './observability/logger.js'
+import { UpstreamPools } from './proxy/upstream-pools.js'
+import { Forwarder, RoundRobinPicker } from './proxy/forward.js'
+import { createProxyServer } from './proxy/server.js'
+import { createAdminServer } from './admin/server.js'
+import { VERSION } from './version.js'
+
+export interface StrataAddresses {
+  proxy: { host: string; port: number; url: string }
+  admin: { host: string; port: number; url: string } | null
+}
+
+export interface Strata {
+  readonly config: StrataConfig
+  readonly proxy: FastifyInstance
+  readonly admin: FastifyInstance | null
+  listen(): Promise<StrataAddresses>
+  /** Stop accepting, let in-flight requests finish (bounded by timeouts.shutdownMs), release pools. */
+  close(): Promise<void>
+}
+
+export interface CreateStrataOptions {
+  logger?: Logger
+}
+
+function urlOf(app: FastifyInstance): { host: string; port: number; url: string } {
+  const addr = app.server.address() as AddressInfo
+  const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
+  return { host: addr.address, port: addr.port, url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host === '[::]' ? '[::1]' : host}:${addr.port}` }
+}
+
+/**
+ * The only place that wires modules together: config → pools, balancer, caches → proxy and admin
+ * servers. Nothing listens until listen() is called.
+ */
+export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {}): Strata {
+  const logger = opts.logger ?? createLogger(config.log.level)
+  const pools = new UpstreamPools(config.timeouts)
+  const picker = new RoundRobinPicker(config.upstreams)
+  const forwarder = new Forwarder({ pools, picker, retries: config.balancer.retries, retryOn: config.balancer.retryOn })
+
+  const proxy = createProxyServer({ config, logger, forwarder })
+  const admin = config.admin.enabled ? createAdminServer({ config, logger, version: VERSION }) : null
+
+  let closing: Promise<void> | undefined
+  return {
+    config,
+    proxy,
+    admin,
+    async listen() {
+      await proxy.listen({ host: config.listen.host, port: config.listen.port })
+      if (admin) await admin.listen({ host: config.admin.host, port: config.admin.port })
+      const addresses: StrataAddresses = { proxy: urlOf(proxy), admin: admin ? urlOf(admin) : null }
+      logger.info({ listening: addresses, version: VERSION, upstreams: config.upstreams.map((u) => u.id) }, 'strata listening')
+      return addresses
+    },
+    close() {
+      closing ??= (async () => {
+        const deadline = new Promise<void>((resolve) => setTimeout(resolve, config.timeouts.shutdownMs).unref())
+        const graceful = Promise.all([proxy.close(), admin?.close()]).then(() => undefined)
+        await Promise.race([graceful, deadline])
+        // Past the deadline, drop whatever is still open rather than hang the shutdown.
+        proxy.server.closeAllConnections()
+        admin?.server.closeAllConnections()
+        await pools.close()
+      })()
+      return closing
+    },
+  }
+}

@@ -1,0 +1,151 @@
+#!/usr/bin/env node
+import { parseArgs } from 'node:util'
+import { loadConfigFile, ConfigError } from './config/load.js'
+import { createStrata, type Strata } from './app.js'
+import { createLogger, type Logger } from './observability/logger.js'
+import { VERSION } from './version.js'
+
+const USAGE = `strata ${VERSION} — a multi-tier caching reverse proxy
+
+Usage:
+  strata serve --config <file.json>          run the proxy and its admin API
+  strata check-config --config <file.json>   validate a config; print every problem, exit 1 if any
+  strata demo [--port 2001] [--admin-port 4001]
+                                             run the demo cluster: two webservers behind strata
+  strata --version | --help
+
+Environment: STRATA_LOG_LEVEL overrides log.level.`
+
+/** Exit codes: 0 ok, 1 invalid config, 2 usage error, 3 runtime failure (e.g. port in use). */
+export async function main(argv: string[]): Promise<number> {
+  let parsed
+  try {
+    parsed = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        config: { type: 'string', short: 'c' },
+        port: { type: 'string' },
+        'admin-port': { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
+      },
+    })
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n\n${USAGE}\n`)
+    return 2
+  }
+  const { values, positionals } = parsed
+  if (values.version) {
+    process.stdout.write(`${VERSION}\n`)
+    return 0
+  }
+  const command = positionals[0]
+  if (values.help || command === undefined || command === 'help') {
+    process.stdout.write(`${USAGE}\n`)
+    return command === undefined && !values.help ? 2 : 0
+  }
+
+  switch (command) {
+    case 'check-config': {
+      if (!values.config) return usage('check-config needs --config <file>')
+      try {
+        loadConfigFile(values.config)
+        process.stdout.write(`${values.config}: ok\n`)
+        return 0
+      } catch (err) {
+        return reportConfigError(err)
+      }
+    }
+    case 'serve': {
+      if (!values.config) return usage('serve needs --config <file>')
+      let config
+      try {
+        config = loadConfigFile(values.config)
+      } catch (err) {
+        return reportConfigError(err)
+      }
+      const logger = createLogger(process.env['STRATA_LOG_LEVEL'] ?? config.log.level)
+      const strata = createStrata(config, { logger })
+      return run(logger, () => strata.listen().then(() => strata), (s) => s.close(), config.timeouts.shutdownMs)
+    }
+    case 'demo': {
+      const { startDemo } = await import('./demo/cluster.js')
+      const logger = createLogger(process.env['STRATA_LOG_LEVEL'] ?? 'info')
+      const port = values.port === undefined ? undefined : Number(values.port)
+      const adminPort = values['admin-port'] === undefined ? undefined : Number(values['admin-port'])
+      if ((port !== undefined && !Number.isInteger(port)) || (adminPort !== undefined && !Number.isInteger(adminPort))) return usage('--port and --admin-port take a number')
+      return run(logger, () => startDemo({ logger, ...(port === undefined ? {} : { port }), ...(adminPort === undefined ? {} : { adminPort }) }), (d) => d.close(), 15_000)
+    }
+    default:
+      return usage(`unknown command "${command}"`)
+  }
+}
+
+function usage(message: string): number {
+  process.stderr.write(`strata: ${message}\n\n${USAGE}\n`)
+  return 2
+}
+
+function reportConfigError(err: unknown): number {
+  if (err instanceof ConfigError) {
+    process.stderr.write(`${err.message}\n`)
+    return 1
+  }
+  process.stderr.write(`strata: ${(err as Error).message}\n`)
+  return 1
+}
+
+/** Starts something, then waits for SIGINT/SIGTERM and shuts it down within `graceMs`. */
+async function run<T>(logger: Logger, start: () => Promise<T>, stop: (t: T) => Promise<void>, graceMs: number): Promise<number> {
+  let started: T
+  try {
+    started = await start()
+  } catch (err) {
+    logger.fatal({ err }, 'failed to start')
+    return 3
+  }
+  return new Promise<number>((resolve) => {
+    let stopping = false
+    const onSignal = (signal: NodeJS.Signals) => {
+      if (stopping) return
+      stopping = true
+      logger.info({ signal }, 'shutting down')
+      // A hard stop slightly after the graceful deadline, in case something refuses to close.
+      setTimeout(() => {
+        logger.error('shutdown took too long; exiting')
+        resolve(1)
+      }, graceMs + 2000).unref()
+      stop(started).then(
+        () => {
+          logger.info('stopped')
+          resolve(0)
+        },
+        (err) => {
+          logger.error({ err }, 'error during shutdown')
+          resolve(1)
+        },
+      )
+    }
+    process.once('SIGINT', onSignal)
+    process.once('SIGTERM', onSignal)
+  })
+}
+
+// Run when executed directly (the `strata` bin), not when imported by tests.
+const invokedDirectly = process.argv[1] !== undefined && import.meta.url === (await import('node:url')).pathToFileURL((await import('node:fs')).realpathSync(process.argv[1])).href
+if (invokedDirectly) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code
+      // Give pino a tick to flush, then leave even if a stray handle is open.
+      setTimeout(() => process.exit(code), 50).unref()
+    },
+    (err) => {
+      process.stderr.write(`strata: ${(err as Error).stack ?? String(err)}\n`)
+      process.exit(3)
+    },
+  )
+}
+
+export type { Strata }

@@ -1,0 +1,225 @@
+import type { Readable } from 'node:stream'
+import { errors as undiciErrors, type Dispatcher } from 'undici'
+import { StrataError } from '../core/errors.js'
+import { HOP_BY_HOP } from '../core/headers.js'
+import type { UpstreamPools } from './upstream-pools.js'
+
+/** What the picker needs to choose a server for one request. */
+export interface PickContext {
+  ip: string
+  path: string
+  headers: Record<string, string | string[] | undefined>
+  cookies: Map<string, string>
+}
+
+export interface PickedUpstream {
+  upstream: { id: string; url: string }
+  /** A sticky-session cookie to add to the client response. */
+  setCookie?: string
+}
+
+export interface RequestOutcome {
+  ok: boolean
+  statusCode?: number
+  connectError?: boolean
+  durationMs: number
+}
+
+/** The balancer's face as the proxy sees it. */
+export interface UpstreamPicker {
+  pick(ctx: PickContext, exclude?: ReadonlySet<string>): PickedUpstream | undefined
+  begin(upstream: PickedUpstream['upstream']): (outcome: RequestOutcome) => void
+}
+
+export interface ForwardRequest {
+  method: string
+  /** path + query, as it goes upstream */
+  url: string
+  /** Upstream request headers, already rewritten (see upstreamRequestHeaders). */
+  headers: Record<string, string | string[]>
+  body: Readable | Buffer | null
+  pick: PickContext
+}
+
+export interface ForwardResponse {
+  statusCode: number
+  headers: Record<string, string | string[]>
+  body: Readable
+  upstreamId: string
+  setCookie?: string
+}
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
+const CONNECT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED'])
+const VIA = '1.1 strata'
+
+/**
+ * Builds the upstream request headers from the client's: hop-by-hop removed (RFC 9110 §7.6.1),
+ * X-Forwarded-For appended, X-Forwarded-Proto / -Host set from what strata saw, Via appended
+ * (RFC 9110 §7.6.3). Host is kept, so virtual hosts work behind strata as they did without it.
+ */
+export function upstreamRequestHeaders(
+  raw: Record<string, string | string[] | undefined>,
+  client: { ip: string; proto: 'http' | 'https' },
+): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {}
+  let connectionTokens: string[] | undefined
+  const conn = raw['connection']
+  if (conn !== undefined) connectionTokens = (Array.isArray(conn) ? conn.join(',') : conn).toLowerCase().split(',').map((t) => t.trim())
+  for (const name in raw) {
+    const v = raw[name]
+    if (v === undefined || HOP_BY_HOP.has(name) || name === 'expect') continue
+    if (connectionTokens !== undefined && connectionTokens.includes(name)) continue
+    out[name] = v
+  }
+  const xff = raw['x-forwarded-for']
+  out['x-forwarded-for'] = xff ? `${Array.isArray(xff) ? xff.join(', ') : xff}, ${client.ip}` : client.ip
+  out['x-forwarded-proto'] = client.proto
+  const host = raw['host']
+  if (host !== undefined) out['x-forwarded-host'] = host
+  const via = raw['via']
+  out['via'] = via ? `${Array.isArray(via) ? via.join(', ') : via}, ${VIA}` : VIA
+  return out
+}
+
+/** Response headers for the client: hop-by-hop removed, Via appended. */
+export function clientResponseHeaders(raw: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {}
+  let connectionTokens: string[] | undefined
+  const conn = raw['connection']
+  if (conn !== undefined) connectionTokens = (Array.isArray(conn) ? conn.join(',') : conn).toLowerCase().split(',').map((t) => t.trim())
+  for (const name in raw) {
+    const v = raw[name]
+    if (v === undefined || HOP_BY_HOP.has(name)) continue
+    if (connectionTokens !== undefined && connectionTokens.includes(name)) continue
+    out[name] = v
+  }
+  const via = raw['via']
+  out['via'] = via ? `${Array.isArray(via) ? via.join(', ') : via}, ${VIA}` : VIA
+  return out
+}
+
+/** Maps an undici / socket failure to strata's error table. */
+export function classifyUpstreamError(err: unknown, upstreamId: string): StrataError {
+  if (err instanceof StrataError) return err
+  const code = (err as { code?: string } | null)?.code ?? ''
+  if (err instanceof undiciErrors.HeadersTimeoutError || err instanceof undiciErrors.BodyTimeoutError || code === 'UND_ERR_HEADERS_TIMEOUT') {
+    return new StrataError('STRATA_UPSTREAM_TIMEOUT', `upstream ${upstreamId} did not answer in time`, { cause: err })
+  }
+  if (err instanceof undiciErrors.ConnectTimeoutError || CONNECT_CODES.has(code)) {
+    return new StrataError('STRATA_UPSTREAM_CONNECT', `could not connect to upstream ${upstreamId} (${code || 'error'})`, { cause: err })
+  }
+  return new StrataError('STRATA_UPSTREAM_RESPONSE', `upstream ${upstreamId} failed (${code || (err as Error)?.message || 'error'})`, { cause: err })
+}
+
+export interface ForwarderOptions {
+  pools: UpstreamPools
+  picker: UpstreamPicker
+  retries: number
+  /** Which failures may be retried on another server: 'connect' and/or status codes as strings. */
+  retryOn: readonly string[]
+}
+
+/**
+ * Sends one request to a picked upstream, retrying idempotent requests on another server when
+ * the failure allows it (a connection failure, or a configured 502/503/504). A request whose
+ * streamed body may have been sent is never retried, since its body is gone.
+ */
+export class Forwarder {
+  readonly #pools: UpstreamPools
+  readonly #picker: UpstreamPicker
+  readonly #retries: number
+  readonly #retryConnect: boolean
+  readonly #retryStatus: ReadonlySet<number>
+
+  constructor(opts: ForwarderOptions) {
+    this.#pools = opts.pools
+    this.#picker = opts.picker
+    this.#retries = opts.retries
+    this.#retryConnect = opts.retryOn.includes('connect')
+    this.#retryStatus = new Set(opts.retryOn.filter((r) => /^\d+$/.test(r)).map(Number))
+  }
+
+  async forward(req: ForwardRequest): Promise<ForwardResponse> {
+    const replayable = req.body === null || Buffer.isBuffer(req.body)
+    const canRetry = IDEMPOTENT.has(req.method) && replayable
+    let tried: Set<string> | undefined
+    let lastError: StrataError | undefined
+    for (let attempt = 0; ; attempt++) {
+      const picked = this.#picker.pick(req.pick, tried)
+      if (picked === undefined) {
+        throw lastError ?? new StrataError('STRATA_NO_UPSTREAM')
+      }
+      const { upstream } = picked
+      const done = this.#picker.begin(upstream)
+      const started = performance.now()
+      let res: Dispatcher.ResponseData
+      try {
+        res = await this.#pools.get(upstream.id, upstream.url).request({
+          method: req.method as Dispatcher.HttpMethod,
+          path: req.url,
+          headers: req.headers,
+          body: req.body,
+        })
+      } catch (err) {
+        const e = classifyUpstreamError(err, upstream.id)
+        const connectError = e.code === 'STRATA_UPSTREAM_CONNECT'
+        done({ ok: false, connectError, durationMs: performance.now() - started })
+        lastError = e
+        if (connectError && this.#retryConnect && attempt < this.#retries && (canRetry || req.body === null)) {
+          ;(tried ??= new Set()).add(upstream.id)
+          continue
+        }
+        throw e
+      }
+      const status = res.statusCode
+      if (this.#retryStatus.has(status) && canRetry && attempt < this.#retries) {
+        done({ ok: false, statusCode: status, durationMs: performance.now() - started })
+        res.body.resume() // drain so the connection returns to the pool
+        ;(tried ??= new Set()).add(upstream.id)
+        lastError = new StrataError(status === 504 ? 'STRATA_UPSTREAM_TIMEOUT' : 'STRATA_UPSTREAM_RESPONSE', `upstream ${upstream.id} answered ${status}`)
+        continue
+      }
+      done({ ok: status < 500, statusCode: status, durationMs: performance.now() - started })
+      const out: ForwardResponse = {
+        statusCode: status,
+        headers: res.headers as Record<string, string | string[]>,
+        body: res.body,
+        upstreamId: upstream.id,
+      }
+      if (picked.setCookie !== undefined) out.setCookie = picked.setCookie
+      return out
+    }
+  }
+}
+
+/**
+ * The placeholder picker used until the balancer module is wired in: plain round-robin over the
+ * configured upstreams, skipping backups unless nothing else is left.
+ */
+export class RoundRobinPicker implements UpstreamPicker {
+  readonly #primaries: { id: string; url: string }[]
+  readonly #backups: { id: string; url: string }[]
+  #next = 0
+
+  constructor(upstreams: readonly { id: string; url: string; backup?: boolean }[]) {
+    this.#primaries = upstreams.filter((u) => !u.backup).map((u) => ({ id: u.id, url: u.url }))
+    this.#backups = upstreams.filter((u) => u.backup).map((u) => ({ id: u.id, url: u.url }))
+  }
+
+  pick(_ctx: PickContext, exclude?: ReadonlySet<string>): PickedUpstream | undefined {
+    for (const list of [this.#primaries, this.#backups]) {
+      for (let i = 0; i < list.length; i++) {
+        const u = list[this.#next++ % list.length]!
+        if (!exclude?.has(u.id)) return { upstream: u }
+      }
+    }
+    return undefined
+  }
+
+  begin(): (outcome: RequestOutcome) => void {
+    return noop
+  }
+}
+
+const noop = () => {}

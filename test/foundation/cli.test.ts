@@ -1,0 +1,96 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { spawn, spawnSync } from 'node:child_process'
+import { mkdtempSync, writeFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { request } from 'undici'
+import { startOrigin, type Origin } from '../helpers/origin.js'
+
+// The CLI is tested as users run it: the compiled bin (npm test builds first).
+const CLI = new URL('../../dist/cli.js', import.meta.url).pathname
+const dir = mkdtempSync(join(tmpdir(), 'strata-cli-'))
+const file = (name: string, content: unknown) => {
+  const p = join(dir, name)
+  writeFileSync(p, typeof content === 'string' ? content : JSON.stringify(content))
+  return p
+}
+const run = (...args: string[]) => spawnSync(process.execPath, [CLI, ...args], { encoding: 'utf8', timeout: 15_000 })
+
+describe('strata CLI', () => {
+  let origin: Origin
+  beforeAll(async () => {
+    origin = await startOrigin((_q, r) => r.end('from origin'))
+  })
+  afterAll(async () => {
+    await origin.close()
+    rmSync(dir, { recursive: true, force: true })
+  })
+
+  it('check-config exits 0 on a valid config', () => {
+    const r = run('check-config', '--config', file('ok.json', { upstreams: [{ id: 'b1', url: 'http://127.0.0.1:3001' }] }))
+    expect(r.status).toBe(0)
+    expect(r.stdout).toContain('ok')
+  })
+
+  it('check-config prints every problem, naming fields, and exits 1', () => {
+    const r = run('check-config', '--config', file('bad.json', { upstreams: [{ id: 'b1', url: 'http://a' }, { id: 'b2', url: 'gopher://x' }], listen: { port: 'x' }, extra: 1 }))
+    expect(r.status).toBe(1)
+    expect(r.stderr).toContain('upstreams[1].url: must be an http(s) URL')
+    expect(r.stderr).toContain('listen.port')
+    expect(r.stderr).toContain('extra: unknown key')
+  })
+
+  it('check-config exits 1 on unreadable or non-JSON files', () => {
+    expect(run('check-config', '--config', join(dir, 'missing.json')).status).toBe(1)
+    const r = run('check-config', '--config', file('broken.json', '{ nope'))
+    expect(r.status).toBe(1)
+    expect(r.stderr).toContain('not valid JSON')
+  })
+
+  it('exits 2 on usage errors', () => {
+    expect(run().status).toBe(2)
+    expect(run('frobnicate').status).toBe(2)
+    expect(run('serve').status).toBe(2)
+    expect(run('--version').status).toBe(0)
+  })
+
+  it('serve logs a JSON "listening" line with real ports, proxies, and exits 0 on SIGTERM', async () => {
+    const cfg = file('serve.json', {
+      listen: { host: '127.0.0.1', port: 0 },
+      admin: { port: 0, token: 'cli-test-token' },
+      upstreams: [{ id: 'b1', url: origin.url }],
+    })
+    const child = spawn(process.execPath, [CLI, 'serve', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    const listening = await new Promise<{ proxy: { url: string }; admin: { url: string } }>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no listening line: ${out}`)), 10_000)
+      child.stdout.on('data', () => {
+        for (const line of out.split('\n')) {
+          if (line.includes('"listening"')) {
+            clearTimeout(t)
+            resolve((JSON.parse(line) as { listening: { proxy: { url: string }; admin: { url: string } } }).listening)
+          }
+        }
+      })
+    })
+    expect(listening.proxy.url).toMatch(/^http:\/\/127\.0\.0\.1:\d+$/)
+    const res = await request(listening.proxy.url)
+    expect(await res.body.text()).toBe('from origin')
+    const adminRes = await request(`${listening.admin.url}/health`)
+    expect(adminRes.statusCode).toBe(200)
+    await adminRes.body.text()
+    const code = await new Promise<number | null>((resolve) => {
+      child.once('exit', (c) => resolve(c))
+      child.kill('SIGTERM')
+    })
+    expect(code).toBe(0)
+    expect(out).not.toContain('cli-test-token')
+  })
+
+  it('serve exits non-zero when the port is taken', async () => {
+    const cfg = file('taken.json', { listen: { host: '127.0.0.1', port: origin.port }, admin: { enabled: false }, upstreams: [{ id: 'b1', url: origin.url }] })
+    const r = run('serve', '--config', cfg)
+    expect(r.status).toBe(3)
+  })
+})
