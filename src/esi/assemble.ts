@@ -1,0 +1,513 @@
+import { Readable } from 'node:stream'
+import type { EsiConfig } from '../config/schema.js'
+import { StrataError } from '../core/errors.js'
+import type { Headers } from '../core/headers.js'
+import { silentLogger, type Logger } from '../observability/logger.js'
+import { CacheControlFold } from './cache-control.js'
+import { evaluate } from './expression.js'
+import type { EsiInclude, EsiNode, EsiProgram } from './program.js'
+import { resolveIncludeSrc } from './resolve-src.js'
+import { escapeHtml, RequestVars } from './variables.js'
+
+/**
+ * Program + request + fetcher → bytes, in document order, streamed.
+ *
+ * Assembly first walks the program once, synchronously: static chunks are taken as they are,
+ * `choose` is decided, variables are resolved (once per request), and every include the page
+ * needs is started at that moment (bounded by `esi.maxConcurrentIncludes`). The walk yields a
+ * list of slots: ready Buffers and pending includes. Output walks the slots in order and writes
+ * each as soon as it and everything before it are ready. Nothing is parsed here.
+ */
+
+/** What the fetcher returns for one include (body decoded: no Content-Encoding). */
+export interface FragmentResponse {
+  readonly statusCode: number
+  readonly headers: Record<string, string | string[]>
+  readonly body: Buffer
+  /** Set when the fragment is itself an ESI template: it is assembled recursively. */
+  readonly program?: EsiProgram
+}
+
+/**
+ * Sends one include through strata's pipeline. `headers` holds only the `esi.forwardHeaders` of
+ * the client request; `signal` aborts on timeout, on a fatal failure and when the client leaves;
+ * `depth` is 1 for the page's own includes.
+ */
+export type FragmentFetcher = (
+  url: URL,
+  init: { readonly headers: Record<string, string>; readonly signal: AbortSignal; readonly depth: number },
+) => Promise<FragmentResponse>
+
+export type AssembleConfig = Pick<
+  EsiConfig,
+  'allowedHosts' | 'maxDepth' | 'maxConcurrentIncludes' | 'maxIncludes' | 'fragmentTimeoutMs' | 'onError' | 'forwardHeaders'
+>
+
+export interface AssembleContext {
+  /** The URL the client asked for (relative `src` resolve against it; QUERY_STRING reads it). */
+  readonly pageUrl: URL
+  /** The client request headers, names lower-case. */
+  readonly headers: Headers
+  readonly fetch: FragmentFetcher
+  readonly config: AssembleConfig
+  readonly logger?: Logger
+  /** The template response's Cache-Control (folded into the client's Cache-Control). */
+  readonly cacheControl?: string | string[]
+  /** Aborts every pending include (the client went away). */
+  readonly signal?: AbortSignal
+  /** Depth of this program (0 for a page). */
+  readonly depth?: number
+  /** URLs already being assembled above this one (cycle detection); defaults to [pageUrl]. */
+  readonly chain?: readonly string[]
+}
+
+export const FAILURE_REASONS = ['refused', 'cycle', 'depth', 'limit', 'timeout', 'status', 'error', 'nested'] as const
+export type FailureReason = (typeof FAILURE_REASONS)[number]
+/** How a failed include was handled: its `alt`, `onerror="continue"`, the enclosing try's except, `esi.onError`. */
+export type FailureHandling = 'alt' | 'continue' | 'except' | 'ignored' | 'fatal' | 'nested'
+
+export interface EsiIncludeFailure {
+  /** The src (or alt) as rendered. */
+  readonly src: string
+  readonly reason: FailureReason
+  readonly detail: string
+  readonly depth: number
+  handledBy: FailureHandling
+}
+
+export interface EsiResult {
+  /** The client Cache-Control computed from the template and every fetched fragment. */
+  readonly cacheControl: string
+  readonly failed: readonly EsiIncludeFailure[]
+  readonly anyFailed: boolean
+  /** Set when an include failed with `esi.onError: "fail"` and nothing recovered it. */
+  readonly fatal: StrataError | undefined
+  /** Fetches started (src and alt, all depths). */
+  readonly fetches: number
+  /** True when `abort()` or `ctx.signal` ended the assembly early. */
+  readonly aborted: boolean
+}
+
+export interface EsiHead {
+  /** Set when the page failed fatally before its first byte: answer 502, send nothing. */
+  readonly error?: StrataError
+}
+
+class Pending {
+  value: Slot[] | undefined
+  readonly promise: Promise<Slot[]>
+  constructor(work: Promise<Slot[]>) {
+    this.promise = work.then((v) => (this.value = v))
+  }
+}
+type Slot = Buffer | Pending
+
+/** Resolves when every pending slot (recursively) has settled. */
+async function settleAll(slots: readonly Slot[]): Promise<void> {
+  for (const s of slots) {
+    if (s instanceof Pending) await settleAll(s.value ?? (await s.promise))
+  }
+}
+
+class Semaphore {
+  #free: number
+  readonly #queue: (() => void)[] = []
+  constructor(n: number) {
+    this.#free = n
+  }
+  /** Undefined when a permit was free (no microtask on the fast path). */
+  acquire(): Promise<void> | undefined {
+    if (this.#free > 0) {
+      this.#free--
+      return undefined
+    }
+    return new Promise((resolve) => this.#queue.push(resolve))
+  }
+  release(): void {
+    const next = this.#queue.shift()
+    if (next) next()
+    else this.#free++
+  }
+}
+
+class IncludeTimeout extends Error {
+  constructor(ms: number) {
+    super(`no answer within ${ms} ms`)
+    this.name = 'IncludeTimeout'
+  }
+}
+
+/** Where an include failure goes when neither alt nor onerror="continue" recovered it. */
+abstract class Scope {
+  readonly #controller = new AbortController()
+  #failed = false
+  #onFail: (() => void) | undefined
+  readonly failedPromise: Promise<void>
+
+  constructor(parent: AbortSignal) {
+    this.failedPromise = new Promise((resolve) => (this.#onFail = resolve))
+    if (parent.aborted) this.#controller.abort(parent.reason)
+    else parent.addEventListener('abort', () => this.#controller.abort(parent.reason), { once: true })
+  }
+  get signal(): AbortSignal {
+    return this.#controller.signal
+  }
+  get failed(): boolean {
+    return this.#failed
+  }
+  /** Marks the scope failed and cancels what is still running in it. */
+  protected trip(reason: unknown): void {
+    if (this.#failed) return
+    this.#failed = true
+    this.#controller.abort(reason)
+    this.#onFail!()
+  }
+  abstract fail(f: EsiIncludeFailure): FailureHandling
+}
+
+/** Page level (and fragments under onError "continue"): `esi.onError` decides. */
+class PageScope extends Scope {
+  readonly #state: State
+  constructor(parent: AbortSignal, state: State) {
+    super(parent)
+    this.#state = state
+  }
+  fail(f: EsiIncludeFailure): FailureHandling {
+    if (this.#state.config.onError !== 'fail') return 'ignored'
+    this.#state.setFatal(new StrataError('STRATA_ESI_FRAGMENT_FAILED', `ESI include ${f.src} failed (${f.reason}: ${f.detail})`))
+    return 'fatal'
+  }
+}
+
+/** Inside `<esi:attempt>`: the first failure abandons the attempt; the except branch is used. */
+class TryScope extends Scope {
+  fail(): FailureHandling {
+    this.trip(new Error('esi:attempt abandoned'))
+    return 'except'
+  }
+}
+
+/** A nested ESI fragment under onError "fail": an unrecovered failure fails the fragment's include. */
+class FragmentScope extends Scope {
+  fail(): FailureHandling {
+    this.trip(new Error('ESI fragment failed'))
+    return 'nested'
+  }
+}
+
+interface Frag {
+  readonly baseUrl: URL
+  readonly depth: number
+  readonly chain: readonly string[]
+}
+
+type FetchOutcome = { ok: true; slots: Slot[] } | { ok: false; failure: EsiIncludeFailure }
+
+class State {
+  readonly controller = new AbortController()
+  readonly config: AssembleConfig
+  readonly vars: RequestVars
+  readonly log: Logger
+  readonly cc = new CacheControlFold()
+  readonly failures: EsiIncludeFailure[] = []
+  readonly sem: Semaphore
+  readonly fetch: FragmentFetcher
+  readonly forward: Record<string, string> = {}
+  fetches = 0
+  aborted = false
+  fatal: StrataError | undefined
+  #onFatal: ((e: StrataError) => void) | undefined
+  readonly fatalPromise: Promise<StrataError>
+
+  constructor(ctx: AssembleContext) {
+    this.config = ctx.config
+    this.vars = new RequestVars(ctx.headers, ctx.pageUrl)
+    this.log = (ctx.logger ?? silentLogger).child({ module: 'esi' })
+    this.sem = new Semaphore(ctx.config.maxConcurrentIncludes)
+    this.fetch = ctx.fetch
+    this.fatalPromise = new Promise((resolve) => (this.#onFatal = resolve))
+    for (const name of ctx.config.forwardHeaders) {
+      const n = name.toLowerCase()
+      const v = ctx.headers[n]
+      if (v !== undefined) this.forward[n] = Array.isArray(v) ? v.join(n === 'cookie' ? '; ' : ', ') : v
+    }
+  }
+
+  setFatal(err: StrataError): void {
+    if (this.fatal) return
+    this.fatal = err
+    this.controller.abort(err)
+    this.#onFatal!(err)
+  }
+
+  /** The program walk: static chunks as they are, choose decided, includes started. */
+  plan(nodes: readonly EsiNode[], scope: Scope, frag: Frag, out: Slot[]): void {
+    for (const node of nodes) {
+      switch (node.type) {
+        case 'text':
+          out.push(node.bytes)
+          break
+        case 'var': {
+          const v = this.vars.get(node.ref)
+          const s = v === undefined || v === '' ? node.ref.fallback ?? '' : escapeHtml(String(v))
+          if (s) out.push(Buffer.from(s))
+          break
+        }
+        case 'include':
+          out.push(new Pending(this.#include(node, scope, frag)))
+          break
+        case 'choose': {
+          // ESI 1.0 §3.3: the first when whose test is true, else otherwise. Branches not taken
+          // are never walked, so their includes are never fetched.
+          let body = node.otherwise
+          for (const w of node.whens) {
+            if (w.test !== null && evaluate(w.test, this.vars)) {
+              body = w.body
+              break
+            }
+          }
+          if (body) this.plan(body, scope, frag, out)
+          break
+        }
+        case 'try':
+          out.push(new Pending(this.#try(node.attempt, node.except, scope, frag)))
+          break
+      }
+    }
+  }
+
+  /**
+   * ESI 1.0 §3.4: the attempt's includes start at once; the first unrecovered failure abandons the
+   * attempt (its other fetches are aborted) and only then are the except branch's includes started.
+   */
+  async #try(attempt: readonly EsiNode[], except: readonly EsiNode[], scope: Scope, frag: Frag): Promise<Slot[]> {
+    try {
+      const tryScope = new TryScope(scope.signal)
+      const slots: Slot[] = []
+      this.plan(attempt, tryScope, frag, slots)
+      await Promise.race([settleAll(slots), tryScope.failedPromise])
+      if (!tryScope.failed) return slots
+      if (scope.signal.aborted) return []
+      const out: Slot[] = []
+      this.plan(except, scope, frag, out)
+      return out
+    } catch (err) {
+      this.log.error({ err }, 'ESI try crashed')
+      return []
+    }
+  }
+
+  async #include(node: EsiInclude, scope: Scope, frag: Frag): Promise<Slot[]> {
+    try {
+      const src = this.vars.render(node.src, encodeURIComponent)
+      const first = await this.#fetchOne(src, node, scope, frag)
+      if (first.ok) return first.slots
+      const failures = [first.failure]
+      if (node.alt !== null && !scope.signal.aborted) {
+        const second = await this.#fetchOne(this.vars.render(node.alt, encodeURIComponent), node, scope, frag)
+        if (second.ok) {
+          this.#record(first.failure, 'alt')
+          return second.slots
+        }
+        failures.push(second.failure)
+      }
+      if (scope.signal.aborted) return []
+      const handledBy: FailureHandling = node.continueOnError ? 'continue' : scope.fail(first.failure)
+      for (const f of failures) this.#record(f, handledBy)
+      return []
+    } catch (err) {
+      // Defensive: a bug here must not take the page down.
+      this.log.error({ err }, 'ESI include crashed')
+      return []
+    }
+  }
+
+  #record(f: EsiIncludeFailure, handledBy: FailureHandling): void {
+    f.handledBy = handledBy
+    this.failures.push(f)
+    this.log.warn({ src: f.src, reason: f.reason, detail: f.detail, depth: f.depth, handledBy }, 'ESI include failed')
+  }
+
+  async #fetchOne(src: string, node: EsiInclude, scope: Scope, frag: Frag): Promise<FetchOutcome> {
+    const depth = frag.depth + 1
+    const fail = (reason: FailureReason, detail: string): FetchOutcome => ({ ok: false, failure: { src, reason, detail, depth, handledBy: 'ignored' } })
+    const url = resolveIncludeSrc(src, frag.baseUrl, this.config.allowedHosts)
+    if (!(url instanceof URL)) return fail('refused', url.error)
+    if (depth > this.config.maxDepth) return fail('depth', `deeper than esi.maxDepth (${this.config.maxDepth})`)
+    if (frag.chain.includes(url.href)) return fail('cycle', `${url.href} includes itself`)
+    if (this.fetches >= this.config.maxIncludes) return fail('limit', `more than esi.maxIncludes (${this.config.maxIncludes}) fetches`)
+    this.fetches++
+
+    const wait = this.sem.acquire()
+    if (wait) await wait
+    let res: FragmentResponse
+    const ctl = new AbortController()
+    const onAbort = () => ctl.abort(scope.signal.reason)
+    let timer: NodeJS.Timeout | undefined
+    try {
+      if (scope.signal.aborted) return fail('error', 'aborted')
+      scope.signal.addEventListener('abort', onAbort, { once: true })
+      const ms = node.maxwaitMs ?? this.config.fragmentTimeoutMs
+      // The race guards against a fetcher that ignores its signal.
+      res = await new Promise<FragmentResponse>((resolve, reject) => {
+        timer = setTimeout(() => {
+          const e = new IncludeTimeout(ms)
+          ctl.abort(e)
+          reject(e)
+        }, ms)
+        ctl.signal.addEventListener('abort', () => reject(ctl.signal.reason), { once: true })
+        this.fetch(url, { headers: this.forward, signal: ctl.signal, depth }).then(resolve, reject)
+      })
+    } catch (err) {
+      if (err instanceof IncludeTimeout) return fail('timeout', err.message)
+      return fail('error', err instanceof Error ? err.message : String(err))
+    } finally {
+      clearTimeout(timer)
+      scope.signal.removeEventListener('abort', onAbort)
+      this.sem.release()
+    }
+
+    // Non-2xx is a failed include (ESI 1.0 §3.1 leaves "failure" to the processor; a redirect or
+    // error page is never spliced into the page).
+    if (res.statusCode < 200 || res.statusCode > 299) return fail('status', `status ${res.statusCode}`)
+    this.cc.add(res.headers['cache-control'])
+    if (!res.program?.hasEsi) return { ok: true, slots: res.body.length ? [res.body] : [] }
+
+    const child: Frag = { baseUrl: url, depth, chain: [...frag.chain, url.href] }
+    if (this.config.onError !== 'fail') {
+      // Streamed: the fragment's own includes are already running; its slots join the page's.
+      const slots: Slot[] = []
+      this.plan(res.program.nodes, new PageScope(scope.signal, this), child, slots)
+      return { ok: true, slots }
+    }
+    // Under "fail" a broken nested fragment fails this include (so this level's alt, try or
+    // onerror can still recover it): wait for the fragment to settle before deciding.
+    const fragScope = new FragmentScope(scope.signal)
+    const slots: Slot[] = []
+    this.plan(res.program.nodes, fragScope, child, slots)
+    await Promise.race([settleAll(slots), fragScope.failedPromise])
+    if (fragScope.failed) return fail('nested', `an include inside ${url.href} failed`)
+    return { ok: true, slots }
+  }
+}
+
+/**
+ * One assembly of a page: an async iterable of Buffers in document order, plus `head` (resolves
+ * when the first byte is ready, or with `error` when the page failed before it) and `result`
+ * (resolves when every include settled). Includes run whether or not anyone iterates, so awaiting
+ * `result` first and iterating afterwards gives a fully buffered page with exact headers.
+ */
+export class EsiAssembly implements AsyncIterable<Buffer> {
+  readonly #state: State
+  readonly #slots: Slot[]
+  readonly head: Promise<EsiHead>
+  readonly result: Promise<EsiResult>
+
+  constructor(program: EsiProgram, ctx: AssembleContext) {
+    const state = (this.#state = new State(ctx))
+    if (ctx.signal) {
+      const sig = ctx.signal
+      if (sig.aborted) this.abort(sig.reason)
+      else sig.addEventListener('abort', () => this.abort(sig.reason), { once: true })
+    }
+    state.cc.add(ctx.cacheControl)
+    const page = new URL(ctx.pageUrl)
+    page.hash = ''
+    const frag: Frag = { baseUrl: ctx.pageUrl, depth: ctx.depth ?? 0, chain: ctx.chain ?? [page.href] }
+    this.#slots = []
+    state.plan(program.nodes, new PageScope(state.controller.signal, state), frag, this.#slots)
+    this.result = settleAll(this.#slots).then(
+      (): EsiResult => ({
+        cacheControl: state.cc.toString(),
+        failed: state.failures,
+        anyFailed: state.failures.length > 0,
+        fatal: state.fatal,
+        fetches: state.fetches,
+        aborted: state.aborted,
+      }),
+    )
+    this.head = Promise.race([firstByte(this.#slots), state.fatalPromise.then((error) => ({ error }))])
+  }
+
+  /** Stops every pending include (the client went away). Output then ends early. */
+  abort(reason?: unknown): void {
+    if (this.#state.controller.signal.aborted) return
+    this.#state.aborted = true
+    this.#state.controller.abort(reason ?? new Error('ESI assembly aborted'))
+  }
+
+  /**
+   * Yields the page in document order. Throws the StrataError (STRATA_ESI_FRAGMENT_FAILED) when the
+   * page fails fatally; a caller that already sent bytes can only cut the response.
+   */
+  async *[Symbol.asyncIterator](): AsyncIterator<Buffer> {
+    const state = this.#state
+    const stack: { slots: readonly Slot[]; i: number }[] = [{ slots: this.#slots, i: 0 }]
+    let finished = false
+    try {
+      while (stack.length) {
+        const top = stack[stack.length - 1]!
+        if (top.i >= top.slots.length) {
+          stack.pop()
+          continue
+        }
+        const s = top.slots[top.i++]!
+        if (state.fatal) throw state.fatal
+        if (!(s instanceof Pending)) {
+          yield s
+          continue
+        }
+        let v = s.value
+        if (v === undefined) {
+          const r = await Promise.race([s.promise, state.fatalPromise])
+          if (r instanceof StrataError) throw r
+          v = r
+        }
+        stack.push({ slots: v, i: 0 })
+      }
+      if (state.fatal) throw state.fatal
+      finished = true
+    } finally {
+      // The consumer stopped early (break, destroyed stream): stop fetching for nobody.
+      if (!finished && !state.fatal) this.abort()
+    }
+  }
+
+  /** A byte stream of the page (errors with the StrataError on a fatal failure). */
+  toReadable(): Readable {
+    return Readable.from(this, { objectMode: false })
+  }
+
+  /** The whole page (waits for every include); for tests and buffered callers. */
+  async toBuffer(): Promise<Buffer> {
+    const chunks: Buffer[] = []
+    for await (const c of this) chunks.push(c)
+    return Buffer.concat(chunks)
+  }
+}
+
+async function firstByte(slots: readonly Slot[]): Promise<EsiHead> {
+  const stack: { slots: readonly Slot[]; i: number }[] = [{ slots, i: 0 }]
+  while (stack.length) {
+    const top = stack[stack.length - 1]!
+    if (top.i >= top.slots.length) {
+      stack.pop()
+      continue
+    }
+    const s = top.slots[top.i++]!
+    if (!(s instanceof Pending)) {
+      if (s.length) return {}
+      continue
+    }
+    stack.push({ slots: s.value ?? (await s.promise), i: 0 })
+  }
+  return {}
+}
+
+/**
+ * Assembles a compiled page for one request. Never throws; see EsiAssembly for the output side.
+ * A program with `hasEsi: false` yields nothing: such pages are served as stored.
+ */
+export function assemble(program: EsiProgram, ctx: AssembleContext): EsiAssembly {
+  return new EsiAssembly(program, ctx)
+}

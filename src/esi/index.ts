@@ -1,0 +1,23 @@
+/** The ESI engine: compile a template once, assemble it per request with an injected fetcher. */
+export { isEsiResponse, parseSurrogateControl, surrogateWantsEsi, SURROGATE_CAPABILITY, SURROGATE_DEVICE } from './activation.js'
+export type { SurrogateDirective } from './activation.js'
+export { compile } from './compile.js'
+export type { CompileOptions } from './compile.js'
+export { NO_ESI } from './program.js'
+export type { EsiProgram, EsiNode, EsiInclude, EsiWarning } from './program.js'
+export { assemble, EsiAssembly, FAILURE_REASONS } from './assemble.js'
+export type {
+  AssembleConfig,
+  AssembleContext,
+  EsiHead,
+  EsiIncludeFailure,
+  EsiResult,
+  FailureHandling,
+  FailureReason,
+  FragmentFetcher,
+  FragmentResponse,
+} from './assemble.js'
+export { resolveIncludeSrc, isForbiddenAddress } from './resolve-src.js'
+export { CacheControlFold, parsePartLifetime } from './cache-control.js'
+export { parseExpression, evaluate } from './expression.js'
+export { RequestVars, escapeHtml, parseUserAgent, VARIABLE_NAMES } from './variables.js'
