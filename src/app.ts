@@ -59,13 +59,26 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     },
     close() {
       closing ??= (async () => {
-        const deadline = new Promise<void>((resolve) => setTimeout(resolve, config.timeouts.shutdownMs).unref())
-        const graceful = Promise.all([proxy.close(), admin?.close()]).then(() => undefined)
-        await Promise.race([graceful, deadline])
-        // Past the deadline, drop whatever is still open rather than hang the shutdown.
-        proxy.server.closeAllConnections()
-        admin?.server.closeAllConnections()
-        await pools.close()
+        let timer: NodeJS.Timeout | undefined
+        const deadline = new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), config.timeouts.shutdownMs)
+        })
+        const graceful = Promise.all([proxy.close(), admin?.close()]).then(() => true)
+        // server.close() only drops connections idle at that moment; keep-alive connections of
+        // requests that finish later must be closed as they turn idle.
+        const reaper = setInterval(() => {
+          proxy.server.closeIdleConnections()
+          admin?.server.closeIdleConnections()
+        }, 50)
+        const clean = await Promise.race([graceful, deadline])
+        clearTimeout(timer)
+        clearInterval(reaper)
+        if (!clean) {
+          // Past the deadline, drop whatever is still open rather than hang the shutdown.
+          proxy.server.closeAllConnections()
+          admin?.server.closeAllConnections()
+        }
+        await pools.close(!clean)
       })()
       return closing
     },

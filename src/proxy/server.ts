@@ -4,6 +4,7 @@ import type { Logger } from '../observability/logger.js'
 import type { StrataConfig } from '../config/schema.js'
 import { StrataError, isStrataError } from '../core/errors.js'
 import { parseCookies } from '../core/headers.js'
+import { rejectReason } from './request-guard.js'
 import { clientResponseHeaders, upstreamRequestHeaders, type Forwarder, type PickContext } from './forward.js'
 
 /** Per-request facts the access log reports. */
@@ -45,9 +46,12 @@ export function createProxyServer(opts: ProxyServerOptions): FastifyInstance {
   })
 
   app.decorateRequest('strata', null as unknown as RequestFacts)
-  app.addHook('onRequest', (request, _reply, done) => {
+  app.addHook('onRequest', (request, reply, done) => {
     request.strata = { cache: 'PASS', upstream: undefined }
-    done()
+    const reason = rejectReason(request.raw)
+    if (reason === undefined) return done()
+    reply.code(400).header('content-type', 'application/json; charset=utf-8').header('connection', 'close')
+    reply.send(`{"error":"STRATA_BAD_REQUEST","message":${JSON.stringify(reason)}}\n`)
   })
 
   // Pass request bodies through untouched: the payload stream becomes request.body.

@@ -38,9 +38,10 @@ export class UpstreamPools {
     await pool.close().catch(() => pool.destroy())
   }
 
-  async close(): Promise<void> {
+  /** Graceful: lets queued requests finish. `force` aborts whatever is still running. */
+  async close(force = false): Promise<void> {
     const pools = [...this.#pools.values()]
     this.#pools.clear()
-    await Promise.all(pools.map((p) => p.close().catch(() => p.destroy())))
+    await Promise.all(pools.map((p) => (force ? p.destroy() : p.close().catch(() => p.destroy()))))
   }
 }
