@@ -12,6 +12,8 @@ Usage:
   strata check-config --config <file.json>   validate a config; print every problem, exit 1 if any
   strata demo [--port 2001] [--admin-port 4001]
                                              run the demo cluster: two webservers behind strata
+  strata demo-webserver --id b1 [--port 3001] [--host 0.0.0.0]
+                                             run one demo webserver alone (a "B" host)
   strata --version | --help
 
 Environment: STRATA_LOG_LEVEL overrides log.level.`
@@ -26,6 +28,8 @@ export async function main(argv: string[]): Promise<number> {
       options: {
         config: { type: 'string', short: 'c' },
         port: { type: 'string' },
+        host: { type: 'string' },
+        id: { type: 'string' },
         'admin-port': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
@@ -76,6 +80,24 @@ export async function main(argv: string[]): Promise<number> {
       const adminPort = values['admin-port'] === undefined ? undefined : Number(values['admin-port'])
       if ((port !== undefined && !Number.isInteger(port)) || (adminPort !== undefined && !Number.isInteger(adminPort))) return usage('--port and --admin-port take a number')
       return run(logger, () => startDemo({ logger, ...(port === undefined ? {} : { port }), ...(adminPort === undefined ? {} : { adminPort }) }), (d) => d.close(), 15_000)
+    }
+    case 'demo-webserver': {
+      const { startDemoWebserver } = await import('./demo/webserver.js')
+      const { NewsDb } = await import('./demo/news-db.js')
+      const logger = createLogger(process.env['STRATA_LOG_LEVEL'] ?? 'info')
+      const port = values.port === undefined ? 3001 : Number(values.port)
+      if (!Number.isInteger(port)) return usage('--port takes a number')
+      const id = values.id ?? 'b1'
+      return run(
+        logger,
+        async () => {
+          const w = await startDemoWebserver({ id, db: new NewsDb(30), port, host: values.host ?? '0.0.0.0' })
+          logger.info({ id, listening: w.url }, 'demo webserver ready')
+          return w
+        },
+        (w) => w.close(),
+        5000,
+      )
     }
     default:
       return usage(`unknown command "${command}"`)

@@ -88,6 +88,34 @@ describe('strata CLI', () => {
     expect(out).not.toContain('cli-test-token')
   })
 
+  it('demo runs two webservers behind strata, round-robin, and exits 0 on SIGINT', async () => {
+    const child = spawn(process.execPath, [CLI, 'demo', '--port', '0', '--admin-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    const ready = await new Promise<{ open: string; admin: string }>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`demo did not start: ${out}`)), 10_000)
+      child.stdout.on('data', () => {
+        const line = out.split('\n').find((l) => l.includes('demo cluster ready'))
+        if (line) {
+          clearTimeout(t)
+          resolve(JSON.parse(line) as { open: string; admin: string })
+        }
+      })
+    })
+    const servedBy = new Set<string>()
+    for (let i = 0; i < 4; i++) {
+      const res = await request(`${ready.open}/api/whoami`)
+      servedBy.add(String(res.headers['x-served-by']))
+      await res.body.text()
+    }
+    expect([...servedBy].sort()).toEqual(['b1', 'b2'])
+    const code = await new Promise<number | null>((resolve) => {
+      child.once('exit', (c) => resolve(c))
+      child.kill('SIGINT')
+    })
+    expect(code).toBe(0)
+  })
+
   it('serve exits non-zero when the port is taken', async () => {
     const cfg = file('taken.json', { listen: { host: '127.0.0.1', port: origin.port }, admin: { enabled: false }, upstreams: [{ id: 'b1', url: origin.url }] })
     const r = run('serve', '--config', cfg)
