@@ -398,7 +398,7 @@ export class Balancer {
       if (id !== undefined) {
         const u = this.#upstreams.get(id)
         if (u !== undefined && u.isStickyUsable(now, this.#config.drainMs) && !(exclude?.has(id) ?? false)) {
-          learn.touch(sid, id)
+          learn.touch(sid)
           return u.plainPick
         }
         // A known session whose server cannot take it: move it, and remember where it went.

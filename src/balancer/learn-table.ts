@@ -51,7 +51,10 @@ export class LearnTable {
     this.#localTtlMs = this.#redis ? Math.min(LOCAL_TTL_WITH_REDIS_MS, opts.ttlMs) : opts.ttlMs
     const perf = { now: () => opts.clock.now() }
     const max = opts.maxEntries ?? 100_000
-    this.#local = new LRUCache<string, string>({ max, ttl: this.#localTtlMs, perf })
+    // ttlResolution 0: lru-cache otherwise caches "now" for 1 ms of real time, which an injected clock must not be subject to.
+    // Without Redis the local table is the table, so reads keep a session alive (updateAgeOnGet);
+    // with Redis the local copy is a short-lived cache of Redis and must not outlive it.
+    this.#local = new LRUCache<string, string>({ max, ttl: this.#localTtlMs, ttlResolution: 0, updateAgeOnGet: !this.#redis, perf })
     this.#touched = new LRUCache<string, number>({ max, perf })
   }
 
@@ -85,14 +88,11 @@ export class LearnTable {
   }
 
   /**
-   * A session was used: keep it alive. Locally the LRU entry is refreshed by the read already;
+   * A session was used: keep it alive. Locally the read already refreshed it (updateAgeOnGet);
    * in Redis the TTL is extended at most every ttl/4 per session, to keep writes rare.
    */
-  touch(sid: string, id: string): void {
-    if (!this.#redis) {
-      this.#local.set(sid, id)
-      return
-    }
+  touch(sid: string): void {
+    if (!this.#redis) return
     const now = this.#clock.now()
     const last = this.#touched.get(sid)
     if (last !== undefined && now - last < this.#ttlMs / 4) return
