@@ -155,10 +155,12 @@ class Compiler {
         break
       }
       if (kind === 2) {
-        // `<!--esi` must be followed by whitespace or directly by `-->` (ESI 1.0 §3.7 form);
-        // `<!--esifoo` is an ordinary comment.
+        // `<!--esi` opens an ESI comment (ESI 1.0 §3.7) unless it continues a longer word:
+        // `<!--esifoo` and `<!--esi-x` are ordinary comments; `<!--esi-->` is an empty ESI comment.
         const after = m + COMMENT_OPEN.length
-        const isEsiComment = after < len && (isWs(buf[after]!) || (buf[after] === 45 && buf[after + 1] === 45 && buf[after + 2] === 62))
+        const next = buf[after]
+        const isEsiComment =
+          next === undefined || !isNameByte(next) || (next === 45 && buf[after + 1] === 45 && buf[after + 2] === 62)
         if (!isEsiComment) {
           pos = after
           continue
