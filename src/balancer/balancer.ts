@@ -1,4 +1,5 @@
 import type { Redis } from 'ioredis'
+import { LRUCache } from 'lru-cache'
 import type { BalancerConfig, HealthCheckConfig, StickyConfig, UpstreamConfig } from '../config/schema.js'
 import { systemClock, type Clock } from '../core/clock.js'
 import { StrataError } from '../core/errors.js'
@@ -91,6 +92,12 @@ export class Balancer {
   readonly #sticky: StickyConfig | null
   readonly #secret: string | Buffer
   readonly #idleRefreshMs: number
+  /**
+   * Tokens whose MAC already verified → payload. An HMAC costs microseconds; a returning visitor
+   * sends the same token on every request, so a hit here makes a sticky pick a map lookup.
+   * Only verified tokens enter, keyed by the exact string, so a forgery can never hit.
+   */
+  readonly #verified = new LRUCache<string, StickyPayload>({ max: 10_000 })
   readonly #learn: LearnTable | undefined
   readonly #checker: HealthChecker | undefined
   readonly #listeners: { [K in keyof BalancerEvents]: Set<BalancerEvents[K]> } = { added: new Set(), removed: new Set() }
@@ -197,6 +204,7 @@ export class Balancer {
     this.#closed = true
     await this.#checker?.close()
     this.#learn?.clear()
+    this.#verified.clear()
     this.#listeners.added.clear()
     this.#listeners.removed.clear()
   }
@@ -376,7 +384,11 @@ export class Balancer {
   #pickInsert(req: PickRequest, cookies: ReadonlyMap<string, string>, name: string, exclude: ReadonlySet<string> | undefined, now: number): PickResult | undefined {
     const token = cookies.get(name)
     if (token !== undefined) {
-      const p = decodeStickyToken(this.#secret, token)
+      let p = this.#verified.get(token)
+      if (p === undefined) {
+        p = decodeStickyToken(this.#secret, token)
+        if (p !== undefined) this.#verified.set(token, p)
+      }
       if (p !== undefined && this.#fresh(p, now)) {
         const u = this.#upstreams.get(p.id)
         if (u !== undefined && u.isStickyUsable(now, this.#config.drainMs) && !(exclude?.has(u.id) ?? false)) {
