@@ -3,9 +3,12 @@ import type { FastifyInstance } from 'fastify'
 import type { StrataConfig } from './config/schema.js'
 import { createLogger, type Logger } from './observability/logger.js'
 import { UpstreamPools } from './proxy/upstream-pools.js'
-import { Forwarder, RoundRobinPicker } from './proxy/forward.js'
+import { Forwarder } from './proxy/forward.js'
+import { Balancer } from './balancer/index.js'
+import { createClients, type RedisClient } from './data-cache/redis-client.js'
 import { createProxyServer } from './proxy/server.js'
 import { createAdminServer } from './admin/server.js'
+import { upstreamRoutes } from './admin/upstream-routes.js'
 import { VERSION } from './version.js'
 
 export interface StrataAddresses {
@@ -39,11 +42,21 @@ function urlOf(app: FastifyInstance): { host: string; port: number; url: string 
 export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {}): Strata {
   const logger = opts.logger ?? createLogger(config.log.level)
   const pools = new UpstreamPools(config.timeouts)
-  const picker = new RoundRobinPicker(config.upstreams)
-  const forwarder = new Forwarder({ pools, picker, retries: config.balancer.retries, retryOn: config.balancer.retryOn })
+  const sticky = config.balancer.sticky
+  // Learn-mode sessions are shared through Redis when the cluster has one, so every node agrees.
+  const learnRedis: RedisClient | undefined = sticky?.mode === 'learn' && config.cache.redis !== null ? createClients(config.cache.redis).main : undefined
+  const balancer = new Balancer({
+    upstreams: config.upstreams,
+    config: config.balancer,
+    logger,
+    ...(learnRedis === undefined ? {} : { redis: learnRedis as never }),
+    redisTimeoutMs: config.cache.redisTimeoutMs,
+  })
+  balancer.on('removed', (u) => void pools.remove(u.id))
+  const forwarder = new Forwarder({ pools, balancer, asyncPick: learnRedis !== undefined, retries: config.balancer.retries, retryOn: config.balancer.retryOn })
 
-  const proxy = createProxyServer({ config, logger, forwarder })
-  const admin = config.admin.enabled ? createAdminServer({ config, logger, version: VERSION }) : null
+  const proxy = createProxyServer({ config, logger, forwarder, balancer })
+  const admin = config.admin.enabled ? createAdminServer({ config, logger, version: VERSION, routes: [upstreamRoutes(balancer)] }) : null
 
   let closing: Promise<void> | undefined
   return {
@@ -51,6 +64,7 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     proxy,
     admin,
     async listen() {
+      balancer.start()
       await proxy.listen({ host: config.listen.host, port: config.listen.port })
       if (admin) await admin.listen({ host: config.admin.host, port: config.admin.port })
       const addresses: StrataAddresses = { proxy: urlOf(proxy), admin: admin ? urlOf(admin) : null }
@@ -78,7 +92,9 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
           proxy.server.closeAllConnections()
           admin?.server.closeAllConnections()
         }
+        await balancer.close()
         await pools.close(!clean)
+        if (learnRedis) await learnRedis.quit().catch(() => learnRedis.disconnect())
       })()
       return closing
     },

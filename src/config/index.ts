@@ -1,2 +1,2 @@
 export * from './schema.js'
-export { resolveConfig, loadConfigFile, ConfigError, DEFAULT_PORT, DEFAULT_ADMIN_PORT } from './load.js'
+export { resolveConfig, resolveUpstream, loadConfigFile, ConfigError, DEFAULT_PORT, DEFAULT_ADMIN_PORT } from './load.js'

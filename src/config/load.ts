@@ -2,7 +2,7 @@ import { readFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { isIP } from 'node:net'
 import { Ajv, type ErrorObject } from 'ajv'
-import { ConfigSchema, type StrataConfig } from './schema.js'
+import { ConfigSchema, UpstreamSchema, type StrataConfig, type UpstreamConfig } from './schema.js'
 import { StrataError } from '../core/errors.js'
 
 export const DEFAULT_PORT = 2001
@@ -10,6 +10,7 @@ export const DEFAULT_ADMIN_PORT = 4001
 
 const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, coerceTypes: false })
 const validate = ajv.compile(ConfigSchema)
+const validateUpstreamSchema = ajv.compile(UpstreamSchema)
 
 /** A config error that lists every problem, each naming its field (e.g. `upstreams[1].url: …`). */
 export class ConfigError extends StrataError {
@@ -180,4 +181,21 @@ export function loadConfigFile(path: string): StrataConfig {
     throw new ConfigError([`${path}: not valid JSON (${(err as Error).message})`])
   }
   return resolveConfig(parsed)
+}
+
+/**
+ * Validates one upstream entry (the admin API's POST /upstreams body) with the same rules as the
+ * config file's `upstreams[]`; returns the defaulted entry or the problems, each naming its field.
+ */
+export function resolveUpstream(input: unknown): { upstream: UpstreamConfig } | { problems: string[] } {
+  const raw = structuredClone(input)
+  if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return { problems: ['(body): must be a JSON object'] }
+  const problems: string[] = []
+  if (!validateUpstreamSchema(raw)) problems.push(...collect(validateUpstreamSchema.errors ?? []))
+  const url = (raw as { url?: unknown }).url
+  if (typeof url === 'string') {
+    const p = httpUrlProblem(url)
+    if (p) problems.push(`url: ${p}`)
+  }
+  return problems.length > 0 ? { problems } : { upstream: Object.freeze(raw as UpstreamConfig) }
 }

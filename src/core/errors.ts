@@ -25,12 +25,15 @@ export type ErrorCode = keyof typeof ERROR_CODES
 export class StrataError extends Error {
   readonly code: ErrorCode
   readonly statusCode: number
+  /** Seconds for a Retry-After header (503s). */
+  readonly retryAfter: number | undefined
 
-  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown }) {
-    super(message ?? ERROR_CODES[code].message, options)
+  constructor(code: ErrorCode, message?: string, options?: { cause?: unknown; retryAfter?: number }) {
+    super(message ?? ERROR_CODES[code].message, options?.cause === undefined ? undefined : { cause: options.cause })
     this.name = 'StrataError'
     this.code = code
     this.statusCode = ERROR_CODES[code].statusCode
+    this.retryAfter = options?.retryAfter
   }
 }
 

@@ -3,33 +3,7 @@ import { errors as undiciErrors, type Dispatcher } from 'undici'
 import { StrataError } from '../core/errors.js'
 import { HOP_BY_HOP } from '../core/headers.js'
 import type { UpstreamPools } from './upstream-pools.js'
-
-/** What the picker needs to choose a server for one request. */
-export interface PickContext {
-  ip: string
-  path: string
-  headers: Record<string, string | string[] | undefined>
-  cookies: Map<string, string>
-}
-
-export interface PickedUpstream {
-  upstream: { id: string; url: string }
-  /** A sticky-session cookie to add to the client response. */
-  setCookie?: string
-}
-
-export interface RequestOutcome {
-  ok: boolean
-  statusCode?: number
-  connectError?: boolean
-  durationMs: number
-}
-
-/** The balancer's face as the proxy sees it. */
-export interface UpstreamPicker {
-  pick(ctx: PickContext, exclude?: ReadonlySet<string>): PickedUpstream | undefined
-  begin(upstream: PickedUpstream['upstream']): (outcome: RequestOutcome) => void
-}
+import type { Balancer, PickRequest, PickResult } from '../balancer/index.js'
 
 export interface ForwardRequest {
   method: string
@@ -38,7 +12,7 @@ export interface ForwardRequest {
   /** Upstream request headers, already rewritten (see upstreamRequestHeaders). */
   headers: Record<string, string | string[]>
   body: Readable | Buffer | null
-  pick: PickContext
+  pick: PickRequest
 }
 
 export interface ForwardResponse {
@@ -114,7 +88,9 @@ export function classifyUpstreamError(err: unknown, upstreamId: string): StrataE
 
 export interface ForwarderOptions {
   pools: UpstreamPools
-  picker: UpstreamPicker
+  balancer: Balancer
+  /** Learn-mode sticky sessions shared through Redis need an async lookup before picking. */
+  asyncPick: boolean
   retries: number
   /** Which failures may be retried on another server: 'connect' and/or status codes as strings. */
   retryOn: readonly string[]
@@ -127,14 +103,16 @@ export interface ForwarderOptions {
  */
 export class Forwarder {
   readonly #pools: UpstreamPools
-  readonly #picker: UpstreamPicker
+  readonly #balancer: Balancer
+  readonly #asyncPick: boolean
   readonly #retries: number
   readonly #retryConnect: boolean
   readonly #retryStatus: ReadonlySet<number>
 
   constructor(opts: ForwarderOptions) {
     this.#pools = opts.pools
-    this.#picker = opts.picker
+    this.#balancer = opts.balancer
+    this.#asyncPick = opts.asyncPick
     this.#retries = opts.retries
     this.#retryConnect = opts.retryOn.includes('connect')
     this.#retryStatus = new Set(opts.retryOn.filter((r) => /^\d+$/.test(r)).map(Number))
@@ -146,12 +124,12 @@ export class Forwarder {
     let tried: Set<string> | undefined
     let lastError: StrataError | undefined
     for (let attempt = 0; ; attempt++) {
-      const picked = this.#picker.pick(req.pick, tried)
+      const picked: PickResult | undefined = this.#asyncPick ? await this.#balancer.pickAsync(req.pick, tried) : this.#balancer.pick(req.pick, tried)
       if (picked === undefined) {
-        throw lastError ?? new StrataError('STRATA_NO_UPSTREAM')
+        throw lastError ?? new StrataError('STRATA_NO_UPSTREAM', 'no healthy upstream is available', { retryAfter: this.#balancer.retryAfterSeconds() })
       }
       const { upstream } = picked
-      const done = this.#picker.begin(upstream)
+      const done = this.#balancer.begin(upstream)
       const started = performance.now()
       let res: Dispatcher.ResponseData
       try {
@@ -181,6 +159,7 @@ export class Forwarder {
         continue
       }
       done({ ok: status < 500, statusCode: status, durationMs: performance.now() - started })
+      if (this.#asyncPick || res.headers['set-cookie'] !== undefined) this.#balancer.learnFromResponse(upstream, res.headers['set-cookie'])
       const out: ForwardResponse = {
         statusCode: status,
         headers: res.headers as Record<string, string | string[]>,
@@ -192,34 +171,3 @@ export class Forwarder {
     }
   }
 }
-
-/**
- * The placeholder picker used until the balancer module is wired in: plain round-robin over the
- * configured upstreams, skipping backups unless nothing else is left.
- */
-export class RoundRobinPicker implements UpstreamPicker {
-  readonly #primaries: { id: string; url: string }[]
-  readonly #backups: { id: string; url: string }[]
-  #next = 0
-
-  constructor(upstreams: readonly { id: string; url: string; backup?: boolean }[]) {
-    this.#primaries = upstreams.filter((u) => !u.backup).map((u) => ({ id: u.id, url: u.url }))
-    this.#backups = upstreams.filter((u) => u.backup).map((u) => ({ id: u.id, url: u.url }))
-  }
-
-  pick(_ctx: PickContext, exclude?: ReadonlySet<string>): PickedUpstream | undefined {
-    for (const list of [this.#primaries, this.#backups]) {
-      for (let i = 0; i < list.length; i++) {
-        const u = list[this.#next++ % list.length]!
-        if (!exclude?.has(u.id)) return { upstream: u }
-      }
-    }
-    return undefined
-  }
-
-  begin(): (outcome: RequestOutcome) => void {
-    return noop
-  }
-}
-
-const noop = () => {}

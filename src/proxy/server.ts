@@ -3,9 +3,9 @@ import type { Readable } from 'node:stream'
 import type { Logger } from '../observability/logger.js'
 import type { StrataConfig } from '../config/schema.js'
 import { StrataError, isStrataError } from '../core/errors.js'
-import { parseCookies } from '../core/headers.js'
 import { rejectReason } from './request-guard.js'
-import { clientResponseHeaders, upstreamRequestHeaders, type Forwarder, type PickContext } from './forward.js'
+import { clientResponseHeaders, upstreamRequestHeaders, type Forwarder } from './forward.js'
+import type { Balancer, PickRequest } from '../balancer/index.js'
 
 /** Per-request facts the access log reports. */
 export interface RequestFacts {
@@ -23,6 +23,7 @@ export interface ProxyServerOptions {
   config: StrataConfig
   logger: Logger
   forwarder: Forwarder
+  balancer: Balancer
 }
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE'] as const
@@ -32,7 +33,7 @@ const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TR
  * parsed: the raw stream goes upstream as it arrives (no buffering of uploads).
  */
 export function createProxyServer(opts: ProxyServerOptions): FastifyInstance {
-  const { config, logger, forwarder } = opts
+  const { config, logger, forwarder, balancer } = opts
   const app = fastify({
     // Access logging is ours (one line per request, with cache status); fastify's per-request
     // child loggers would only add cost.
@@ -81,14 +82,14 @@ export function createProxyServer(opts: ProxyServerOptions): FastifyInstance {
     if (e.statusCode >= 500) logger.warn({ err: { code: e.code, message: e.message }, method: request.method, url: request.url, upstream: request.strata?.upstream }, 'proxy error')
     if (reply.sent || reply.raw.headersSent) return
     reply.code(e.statusCode).header('content-type', 'application/json; charset=utf-8')
-    if (e.code === 'STRATA_NO_UPSTREAM') reply.header('retry-after', '5')
+    if (e.code === 'STRATA_NO_UPSTREAM') reply.header('retry-after', String(e.retryAfter ?? 1))
     return reply.send(`{"error":"${e.code}","message":${JSON.stringify(e.message)}}\n`)
   })
 
   app.route({
     method: [...METHODS],
     url: '*',
-    handler: (request: FastifyRequest, reply: FastifyReply) => proxyRequest(request, reply, forwarder),
+    handler: (request: FastifyRequest, reply: FastifyReply) => proxyRequest(request, reply, forwarder, balancer),
   })
 
   return app
@@ -102,20 +103,16 @@ function toStrataError(err: unknown): StrataError {
   return new StrataError('STRATA_UPSTREAM_RESPONSE', (err as Error)?.message ?? 'internal error', { cause: err })
 }
 
-export function pickContext(request: FastifyRequest): PickContext {
+export function pickContext(request: FastifyRequest): PickRequest {
   const url = request.url
   const q = url.indexOf('?')
-  const cookie = request.headers.cookie
-  return {
-    ip: request.ip,
-    path: q === -1 ? url : url.slice(0, q),
-    headers: request.headers,
-    cookies: parseCookies(cookie),
-  }
+  // Cookies are parsed by the balancer only when its mode needs them.
+  return { ip: request.ip, path: q === -1 ? url : url.slice(0, q), headers: request.headers }
 }
 
-async function proxyRequest(request: FastifyRequest, reply: FastifyReply, forwarder: Forwarder): Promise<FastifyReply> {
+async function proxyRequest(request: FastifyRequest, reply: FastifyReply, forwarder: Forwarder, balancer: Balancer): Promise<FastifyReply> {
   const headers = upstreamRequestHeaders(request.headers, { ip: request.ip, proto: 'http' })
+  stripSticky(headers, balancer)
   const hasBody = request.body !== undefined && request.body !== null
   const res = await forwarder.forward({
     method: request.method,
@@ -134,4 +131,14 @@ async function proxyRequest(request: FastifyRequest, reply: FastifyReply, forwar
 export function appendSetCookie(headers: Record<string, string | string[]>, cookie: string): void {
   const cur = headers['set-cookie']
   headers['set-cookie'] = cur === undefined ? cookie : Array.isArray(cur) ? [...cur, cookie] : [cur, cookie]
+}
+
+/** The sticky cookie is strata's, not the application's: it never goes upstream. */
+function stripSticky(headers: Record<string, string | string[]>, balancer: Balancer): void {
+  const cookie = headers['cookie']
+  if (typeof cookie !== 'string') return
+  const kept = balancer.stripStickyCookie(cookie)
+  if (kept === cookie) return
+  if (kept === undefined) delete headers['cookie']
+  else headers['cookie'] = kept
 }
