@@ -45,7 +45,7 @@ const ENTRY_OVERHEAD = 256
 export function withVia(existing: string | string[] | undefined): string {
   if (existing === undefined) return VIA
   const v = Array.isArray(existing) ? existing.join(', ') : existing
-  return `${v}, ${VIA}`
+  return v.endsWith(VIA) ? v : `${v}, ${VIA}`
 }
 
 export function createEntry(input: EntryInput): CacheEntry {
@@ -53,6 +53,8 @@ export function createEntry(input: EntryInput): CacheEntry {
   // A stored body is complete, so its length is known; a hit sends Content-Length.
   if (input.status !== 204 && input.status !== 304) headers['content-length'] = String(input.body.length)
   headers['via'] = withVia(headers['via'])
+  // Ranges are served from the stored bytes (RFC 9110 §14.3).
+  if (input.status === 200 && headers['accept-ranges'] === undefined) headers['accept-ranges'] = 'bytes'
   const d = input.policy.directives
   const noStale = mustRevalidate(input.policy)
   const initialAgeMs = correctedInitialAgeMs(input.headers, input.requestTime, input.responseTime)

@@ -1,0 +1,265 @@
+/**
+ * L2: the page cache in Redis, shared by every strata node, and the Redis pub/sub invalidation
+ * bus. Layout (all under the `strata:pc:` prefix):
+ *   e:<primary key>  hash, field = Vary variant, value = msgpack(entry) — bodies are binary-safe
+ *   t:<tag>          set of primary keys carrying the surrogate key
+ *   invalidate       pub/sub channel of BusMessage JSON
+ * Keys expire with their longest-lived variant; each variant's own deleteAt is checked on read.
+ */
+import { Redis, Cluster, type RedisOptions } from 'ioredis'
+import { Packr } from 'msgpackr'
+import type { Logger } from 'pino'
+import type { RedisOption } from '../config/schema.js'
+import { systemClock, type Clock } from '../core/clock.js'
+import { silentLogger } from '../observability/logger.js'
+import type { BusMessage, InvalidationBus } from './bus.js'
+import { selectsEntry, soften, type PageStore, type PurgeOptions, type PurgeSelector, type StoreStats } from './store.js'
+import type { CacheEntry } from './types.js'
+
+export const REDIS_PREFIX = 'strata:pc:'
+const ENTRY = `${REDIS_PREFIX}e:`
+const TAG = `${REDIS_PREFIX}t:`
+export const BUS_CHANNEL = `${REDIS_PREFIX}invalidate`
+
+type Client = Redis | Cluster
+
+export interface RedisStoreOptions {
+  redis: NonNullable<RedisOption> | Client
+  timeoutMs: number
+  clock?: Clock
+  logger?: Logger
+}
+
+/** Sets a key's TTL to ARGV[1] ms unless it already lives longer. */
+const PEXPIRE_MAX = `local t = redis.call('PTTL', KEYS[1])
+if t >= 0 and t >= tonumber(ARGV[1]) then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[1])`
+
+function hostPort(u: string): { host: string; port: number } {
+  const url = new URL(u)
+  return { host: url.hostname, port: url.port === '' ? 6379 : Number(url.port) }
+}
+
+/**
+ * A client that fails fast when Redis is away (no offline queue, one retry), reconnecting in the
+ * background. `subscriber` clients queue their SUBSCRIBE until connected.
+ */
+export function createRedisClient(opt: NonNullable<RedisOption>, timeoutMs: number, subscriber = false): Client {
+  const common: RedisOptions = {
+    enableOfflineQueue: subscriber,
+    maxRetriesPerRequest: subscriber ? null : 1,
+    connectTimeout: Math.max(1000, timeoutMs * 4),
+    retryStrategy: (times) => Math.min(50 * times, 1000),
+    lazyConnect: false,
+  }
+  if (typeof opt === 'string') {
+    const url = new URL(opt)
+    return new Redis(opt, { ...common, ...(url.protocol === 'rediss:' ? { tls: {} } : {}) })
+  }
+  if ('cluster' in opt) {
+    return new Cluster(opt.cluster.map(hostPort), { redisOptions: common, enableOfflineQueue: subscriber, clusterRetryStrategy: (times) => Math.min(50 * times, 1000) })
+  }
+  return new Redis({ ...common, sentinels: opt.sentinels.map(hostPort), name: opt.name })
+}
+
+const packr = new Packr({ useRecords: false })
+
+/** Entry → bytes; `prepared` stays in memory (it is the ESI program, rebuilt on fill). */
+export function encodeEntry(e: CacheEntry): Buffer {
+  const { prepared: _prepared, ...rest } = e
+  return packr.pack(rest)
+}
+
+export function decodeEntry(buf: Buffer): CacheEntry {
+  const e = packr.unpack(buf) as CacheEntry
+  const b = e.body as unknown as Uint8Array
+  if (!Buffer.isBuffer(b)) e.body = Buffer.from(b.buffer, b.byteOffset, b.byteLength)
+  return e
+}
+
+function waitReady(client: Client, ms: number): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve()
+  return new Promise((resolve) => {
+    const t = setTimeout(done, ms)
+    t.unref()
+    function done() {
+      clearTimeout(t)
+      client.off('ready', done)
+      resolve()
+    }
+    client.once('ready', done)
+  })
+}
+
+export class RedisStore implements PageStore {
+  readonly name = 'redis'
+  readonly client: Client
+  #own: boolean
+  #clock: Clock
+  #log: Logger
+
+  constructor(opts: RedisStoreOptions) {
+    this.#own = !(opts.redis instanceof Redis || opts.redis instanceof Cluster)
+    this.client = opts.redis instanceof Redis || opts.redis instanceof Cluster ? opts.redis : createRedisClient(opts.redis, opts.timeoutMs)
+    this.#clock = opts.clock ?? systemClock
+    this.#log = opts.logger ?? silentLogger
+    this.client.on('error', (err: Error) => this.#log.debug({ err }, 'redis (L2) connection error'))
+    this.client.defineCommand('strataPexpireMax', { numberOfKeys: 1, lua: PEXPIRE_MAX })
+  }
+
+  /** Resolves when connected, or after `ms` (a store that is not ready yet simply fails fast). */
+  ready(ms = 2000): Promise<void> {
+    return waitReady(this.client, ms)
+  }
+
+  #pexpireMax(key: string, ms: number): Promise<unknown> {
+    return (this.client as unknown as { strataPexpireMax(k: string, ms: number): Promise<unknown> }).strataPexpireMax(key, Math.max(1, Math.ceil(ms)))
+  }
+
+  async get(key: string): Promise<readonly CacheEntry[] | undefined> {
+    const raw = await this.client.hgetallBuffer(ENTRY + key)
+    const now = this.#clock.now()
+    const out: CacheEntry[] = []
+    for (const f in raw) {
+      const e = decodeEntry(raw[f]!)
+      if (e.deleteAt > now) out.push(e)
+    }
+    return out.length === 0 ? undefined : out
+  }
+
+  async set(entry: CacheEntry): Promise<void> {
+    const ttl = entry.deleteAt - this.#clock.now()
+    if (ttl <= 0) return
+    const k = ENTRY + entry.key
+    await this.client.hset(k, entry.variant, encodeEntry(entry))
+    const ops: Promise<unknown>[] = [this.#pexpireMax(k, ttl)]
+    for (const t of entry.tags) ops.push(this.client.sadd(TAG + t, entry.key).then(() => this.#pexpireMax(TAG + t, ttl)))
+    await Promise.all(ops)
+  }
+
+  async delete(key: string): Promise<number> {
+    const n = await this.client.hlen(ENTRY + key)
+    if (n > 0) await this.client.del(ENTRY + key)
+    return n
+  }
+
+  async purge(selector: PurgeSelector, opts: PurgeOptions): Promise<number> {
+    switch (selector.kind) {
+      case 'keys': {
+        let n = 0
+        for (const k of selector.keys) n += await this.#apply(k, selector, opts)
+        return n
+      }
+      case 'tags': {
+        let n = 0
+        for (const t of selector.tags) {
+          const keys = await this.client.smembers(TAG + t)
+          for (const k of keys) n += await this.#apply(k, selector, opts)
+          if (!opts.soft) await this.client.del(TAG + t)
+        }
+        return n
+      }
+      default: {
+        let n = 0
+        await this.#scan(async (keys) => {
+          for (const rk of keys) {
+            const k = rk.slice(ENTRY.length)
+            if (selector.kind === 'match' && !selector.match(k)) continue
+            n += await this.#apply(k, selector, opts)
+          }
+        })
+        return n
+      }
+    }
+  }
+
+  /** Deletes or softens the selected variants under one key; answers how many. */
+  async #apply(key: string, selector: PurgeSelector, opts: PurgeOptions): Promise<number> {
+    const rk = ENTRY + key
+    if (selector.kind !== 'tags' && !opts.soft) return this.delete(key)
+    const raw = await this.client.hgetallBuffer(rk)
+    let n = 0
+    for (const field in raw) {
+      const e = decodeEntry(raw[field]!)
+      if (!selectsEntry(selector, e)) continue
+      n++
+      if (opts.soft) await this.client.hset(rk, field, encodeEntry(soften(e, opts.now)))
+      else await this.client.hdel(rk, field)
+    }
+    return n
+  }
+
+  /** SCAN over every entry hash (on every master of a cluster), in batches. */
+  async #scan(onBatch: (keys: string[]) => Promise<void>): Promise<void> {
+    const nodes: Redis[] = this.client instanceof Cluster ? this.client.nodes('master') : [this.client]
+    for (const node of nodes) {
+      let cursor = '0'
+      do {
+        const [next, keys] = await node.scan(cursor, 'MATCH', `${ENTRY}*`, 'COUNT', 500)
+        cursor = next
+        if (keys.length > 0) await onBatch(keys)
+      } while (cursor !== '0')
+    }
+  }
+
+  async stats(): Promise<StoreStats> {
+    let entries = 0
+    let bytes = 0
+    await this.#scan(async (keys) => {
+      const counts = await Promise.all(keys.map((k) => Promise.all([this.client.hlen(k), this.client.memory('USAGE', k)])))
+      for (const [n, b] of counts) {
+        entries += n
+        bytes += Number(b ?? 0)
+      }
+    })
+    return { entries, bytes }
+  }
+
+  async close(): Promise<void> {
+    if (this.#own) this.client.disconnect()
+  }
+}
+
+export class RedisBus implements InvalidationBus {
+  #pub: Client
+  #sub: Client
+  #log: Logger
+  #handlers: ((msg: BusMessage) => void)[] = []
+
+  constructor(opts: RedisStoreOptions) {
+    if (opts.redis instanceof Redis || opts.redis instanceof Cluster) throw new TypeError('RedisBus needs connection options, not a client')
+    this.#log = opts.logger ?? silentLogger
+    this.#pub = createRedisClient(opts.redis, opts.timeoutMs)
+    this.#sub = createRedisClient(opts.redis, opts.timeoutMs, true)
+    for (const c of [this.#pub, this.#sub]) c.on('error', (err: Error) => this.#log.debug({ err }, 'redis (bus) connection error'))
+    this.#sub.on('message', (channel: string, message: string) => {
+      if (channel !== BUS_CHANNEL) return
+      let msg: BusMessage
+      try {
+        msg = JSON.parse(message) as BusMessage
+      } catch {
+        this.#log.warn('ignoring a malformed invalidation message')
+        return
+      }
+      for (const h of this.#handlers) h(msg)
+    })
+  }
+
+  async publish(msg: BusMessage): Promise<void> {
+    await this.#pub.publish(BUS_CHANNEL, JSON.stringify(msg))
+  }
+
+  async subscribe(handler: (msg: BusMessage) => void): Promise<void> {
+    this.#handlers.push(handler)
+    if (this.#handlers.length === 1) {
+      // Do not hold startup hostage to Redis: subscribe in the background if it is slow.
+      const sub = this.#sub.subscribe(BUS_CHANNEL).catch((err: unknown) => this.#log.warn({ err }, 'bus subscribe failed'))
+      await Promise.race([sub, new Promise((r) => setTimeout(r, 3000).unref())])
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#sub.disconnect()
+    this.#pub.disconnect()
+  }
+}

@@ -1,0 +1,122 @@
+/**
+ * Turning a stored entry into a response: Age (RFC 9111 §5.1), X-Cache, Cache-Status (RFC 9211),
+ * 304 to conditional clients (§4.3.2), 206/416 for Range (RFC 9110 §14), HEAD without a body,
+ * and on-the-fly gunzip for clients that do not accept gzip.
+ */
+import { createGunzip } from 'node:zlib'
+import { Readable } from 'node:stream'
+import { HOP_BY_HOP, headerList, type Headers } from '../core/headers.js'
+import { withVia } from './entry.js'
+import { acceptsEncoding, ageSeconds, ifRangeMatches, isNotModified, parseRange, variantKey } from './policy.js'
+import type { CacheEntry, CacheRequest, CacheResult, CacheStatus } from './types.js'
+
+export const CACHE_NAME = 'strata'
+
+/** The RFC 9211 Cache-Status member for strata, e.g. `strata; hit; ttl=42`. */
+export function cacheStatusValue(params: string): string {
+  return params === '' ? CACHE_NAME : `${CACHE_NAME}; ${params}`
+}
+
+/** Remaining freshness in seconds (RFC 9211 §2.8: negative when stale). */
+export function ttlSeconds(entry: CacheEntry, now: number): number {
+  return Math.floor((entry.staleAt - now) / 1000)
+}
+
+/**
+ * Picks the stored variant for a request (RFC 9111 §4.1). Exact secondary-key match first; else a
+ * variant that differs only in Accept-Encoding and whose coding the client accepts, or gzip
+ * (decompressed on delivery).
+ */
+export function selectVariant(variants: readonly CacheEntry[], reqHeaders: Headers): CacheEntry | undefined {
+  const first = variants[0]
+  if (variants.length === 1 && first!.vary.length === 0) return first
+  let lastVary: readonly string[] | undefined
+  let lastKey = ''
+  for (const v of variants) {
+    if (v.vary !== lastVary) {
+      lastVary = v.vary
+      lastKey = variantKey(v.vary, reqHeaders)
+    }
+    if (v.variant === lastKey) return v
+  }
+  // Fallback on Accept-Encoding only.
+  const ae = headerList(reqHeaders, 'accept-encoding')
+  for (const v of variants) {
+    if (!v.vary.includes('accept-encoding')) continue
+    if (v.encoding !== 'gzip' && !acceptsEncoding(ae, v.encoding)) continue
+    const want = variantKey(v.vary, reqHeaders).split('\n')
+    const have = v.variant.split('\n')
+    if (want.length === have.length && want.every((w, i) => w === have[i] || w.startsWith('accept-encoding:'))) return v
+  }
+  return undefined
+}
+
+/** Entry → response. `params` is the Cache-Status detail after the hit/fwd part. */
+export function deliver(entry: CacheEntry, req: CacheRequest, status: CacheStatus, now: number, statusParams: string): CacheResult {
+  const h: Record<string, string | string[]> = { ...entry.headers }
+  h['age'] = String(ageSeconds(entry, now))
+  h['x-cache'] = status
+  h['cache-status'] = cacheStatusValue(`${statusParams}; ttl=${ttlSeconds(entry, now)}`)
+  const result: CacheResult = { statusCode: entry.status, headers: h, body: entry.body, cacheStatus: status, entry }
+  const reqH = req.headers
+  // Conditional request answered by the edge (§4.3.2); a 304 carries no content fields.
+  if ((reqH['if-none-match'] !== undefined || reqH['if-modified-since'] !== undefined) && isNotModified(reqH, entry)) {
+    delete h['content-length']
+    delete h['content-encoding']
+    delete h['content-type']
+    result.statusCode = 304
+    result.body = null
+    return result
+  }
+  const head = req.method === 'HEAD'
+  if (entry.encoding !== '' && !acceptsEncoding(headerList(reqH, 'accept-encoding'), entry.encoding) && entry.encoding === 'gzip') {
+    // A different representation: its length is unknown and its ETag can only be weak.
+    delete h['content-encoding']
+    delete h['content-length']
+    delete h['accept-ranges']
+    const etag = h['etag']
+    if (typeof etag === 'string' && !etag.startsWith('W/')) h['etag'] = `W/${etag}`
+    result.body = head ? null : Readable.from([entry.body]).pipe(createGunzip())
+    return result
+  }
+  const range = reqH['range']
+  if (range !== undefined && entry.status === 200 && ifRangeMatches(reqH, entry)) {
+    const size = entry.body.length
+    const r = parseRange(Array.isArray(range) ? range[0] : range, size)
+    if (r === 'unsatisfiable') {
+      result.statusCode = 416
+      h['content-range'] = `bytes */${size}`
+      h['content-length'] = '0'
+      result.body = head ? null : Buffer.alloc(0)
+      return result
+    }
+    if (r !== undefined) {
+      result.statusCode = 206
+      h['content-range'] = `bytes ${r.start}-${r.end}/${size}`
+      h['content-length'] = String(r.end - r.start + 1)
+      result.body = head ? null : entry.body.subarray(r.start, r.end + 1)
+      return result
+    }
+  }
+  if (head) result.body = null
+  return result
+}
+
+/** Edge-only fields never sent to clients. */
+const EDGE_ONLY = new Set(['surrogate-control', 'surrogate-key'])
+
+/** Origin response headers for the client: hop-by-hop and edge-only fields removed, Via added. */
+export function forwardHeaders(src: Headers, opts: { dropCookie: boolean }): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {}
+  let extra: Set<string> | undefined
+  const conn = headerList(src, 'connection')
+  if (conn) extra = new Set(conn.split(',').map((s) => s.trim().toLowerCase()))
+  for (const name in src) {
+    const v = src[name]
+    if (v === undefined || HOP_BY_HOP.has(name) || EDGE_ONLY.has(name) || extra?.has(name)) continue
+    if (opts.dropCookie && name === 'set-cookie') continue
+    out[name] = v
+  }
+  out['via'] = withVia(out['via'])
+  return out
+}
