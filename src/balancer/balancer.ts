@@ -456,11 +456,16 @@ export class Balancer {
       case ALGORITHM.weighted:
         if (!filtered && !this.#ramping) {
           const s = this.#weightedSchedule()
-          if (s !== undefined) return s[this.#scheduleAt++ % s.length]!
+          if (s !== undefined) {
+            const i = this.#scheduleAt
+            this.#scheduleAt = i + 1 === s.length ? 0 : i + 1
+            return s[i]!
+          }
         }
         return swrrStep(c, now, slow)
       case ALGORITHM.leastConnections:
-        return leastConnections(c, this.#rr++ & 0x3fffffff, now, slow)
+        this.#rr = (this.#rr + 1) & 0x3fffffff // stays a small integer (no heap numbers on the hot path)
+        return leastConnections(c, this.#rr, now, slow)
       case ALGORITHM.random:
         if (!filtered && !this.#ramping) {
           this.#cumulative ??= cumulativeWeights(c)
@@ -490,8 +495,8 @@ export class Balancer {
     const n = c.length
     const slow = this.#config.slowStartMs
     for (let k = 0; k < n; k++) {
-      const u = c[this.#rr++ % n]!
-      this.#rr &= 0x3fffffff
+      const u = c[this.#rr % n]!
+      this.#rr = (this.#rr + 1) & 0x3fffffff
       if (!this.#ramping || this.#random() * u.weight < u.effectiveWeight(now, slow)) return u
     }
     return c[this.#rr % n]!
