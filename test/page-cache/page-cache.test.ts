@@ -427,7 +427,7 @@ describe('grace and stale-if-error', () => {
     expect(r.headers['cache-status']).toContain('detail=stale-if-error')
     clock.advance(60_000)
     await expect(get(p, '/e')).rejects.toSatisfy((e) => isStrataError(e, 'STRATA_UPSTREAM_CONNECT'))
-    origin = await startOrigin((_q, s) => s.end()) // for afterEach
+    origin = await startOrigin((_q, s) => { s.end() }) // for afterEach
   })
 
   it('serves stale when the origin answers 5xx', async () => {
