@@ -81,6 +81,11 @@ export class LearnTable {
 
   set(sid: string, id: string): void {
     if (!sid || sid.length > MAX_SID_LENGTH) return
+    // Many apps re-send their session cookie on every response: an unchanged mapping is a touch, not a write.
+    if (this.#local.get(sid) === id) {
+      this.touch(sid)
+      return
+    }
     this.#local.set(sid, id)
     if (!this.#redis) return
     this.#touched.set(sid, this.#clock.now())
