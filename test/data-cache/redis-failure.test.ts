@@ -3,7 +3,7 @@ import { Redis } from 'ioredis'
 import { randomUUID } from 'node:crypto'
 import { Writable } from 'node:stream'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
-import { sleep, waitFor } from '../helpers/ports.js'
+import { waitFor } from '../helpers/ports.js'
 import { createLogger } from '../../src/observability/logger.js'
 import { createDataCache, type DataCache } from '../../src/data-cache/index.js'
 

@@ -2,7 +2,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Redis } from 'ioredis'
 import { randomUUID } from 'node:crypto'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
-import { sleep, waitFor } from '../helpers/ports.js'
+import { sleep } from '../helpers/ports.js'
 import { createDataCache, type DataCache, type DataCacheEvents, type DataCacheOptions } from '../../src/data-cache/index.js'
 
 let server: RedisServer
