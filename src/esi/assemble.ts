@@ -96,8 +96,13 @@ export interface EsiHead {
 class Pending {
   value: Slot[] | undefined
   readonly promise: Promise<Slot[]>
-  constructor(work: Promise<Slot[]>) {
-    this.promise = work.then((v) => (this.value = v))
+  constructor(work: Promise<Slot[]>, state: State) {
+    state.pendingCount++
+    this.promise = work.then((v) => {
+      this.value = v
+      if (--state.pendingCount === 0) state.onSettled()
+      return v
+    })
   }
 }
 type Slot = Buffer | Pending
@@ -137,39 +142,48 @@ class IncludeTimeout extends Error {
   }
 }
 
-/** Where an include failure goes when neither alt nor onerror="continue" recovered it. */
-abstract class Scope {
-  readonly #controller = new AbortController()
-  #failed = false
-  #onFail: (() => void) | undefined
-  readonly failedPromise: Promise<void>
+/**
+ * Cancellation as a tree of plain callbacks: cheaper than an AbortSignal + EventTarget listener per
+ * include on the hot path. Only the signal handed to the fetcher is a real AbortSignal.
+ */
+class Cancel {
+  aborted = false
+  reason: unknown
+  #listeners: Set<(reason: unknown) => void> | undefined
 
-  constructor(parent: AbortSignal) {
-    this.failedPromise = new Promise((resolve) => (this.#onFail = resolve))
-    if (parent.aborted) this.#controller.abort(parent.reason)
-    else parent.addEventListener('abort', () => this.#controller.abort(parent.reason), { once: true })
+  constructor(parent?: Cancel) {
+    if (!parent) return
+    if (parent.aborted) this.abort(parent.reason)
+    else parent.on((r) => this.abort(r))
   }
-  get signal(): AbortSignal {
-    return this.#controller.signal
+  on(fn: (reason: unknown) => void): void {
+    ;(this.#listeners ??= new Set()).add(fn)
   }
-  get failed(): boolean {
-    return this.#failed
+  off(fn: (reason: unknown) => void): void {
+    this.#listeners?.delete(fn)
   }
-  /** Marks the scope failed and cancels what is still running in it. */
-  protected trip(reason: unknown): void {
-    if (this.#failed) return
-    this.#failed = true
-    this.#controller.abort(reason)
-    this.#onFail!()
+  abort(reason: unknown): void {
+    if (this.aborted) return
+    this.aborted = true
+    this.reason = reason
+    const listeners = this.#listeners
+    this.#listeners = undefined
+    if (listeners) for (const fn of listeners) fn(reason)
   }
-  abstract fail(f: EsiIncludeFailure): FailureHandling
+}
+
+/** Where an include failure goes when neither alt nor onerror="continue" recovered it. */
+interface Scope {
+  readonly cancel: Cancel
+  fail(f: EsiIncludeFailure): FailureHandling
 }
 
 /** Page level (and fragments under onError "continue"): `esi.onError` decides. */
-class PageScope extends Scope {
+class PageScope implements Scope {
+  readonly cancel: Cancel
   readonly #state: State
-  constructor(parent: AbortSignal, state: State) {
-    super(parent)
+  constructor(cancel: Cancel, state: State) {
+    this.cancel = cancel
     this.#state = state
   }
   fail(f: EsiIncludeFailure): FailureHandling {
@@ -179,19 +193,32 @@ class PageScope extends Scope {
   }
 }
 
-/** Inside `<esi:attempt>`: the first failure abandons the attempt; the except branch is used. */
-class TryScope extends Scope {
-  fail(): FailureHandling {
-    this.trip(new Error('esi:attempt abandoned'))
-    return 'except'
-  }
-}
+/**
+ * A scope whose first unrecovered failure cancels what still runs in it: inside `<esi:attempt>`
+ * the except branch is then used; in a nested fragment under onError "fail" its include fails.
+ */
+class TrippingScope implements Scope {
+  readonly cancel: Cancel
+  readonly failedPromise: Promise<void>
+  readonly #handling: FailureHandling
+  #failed = false
+  #onFail!: () => void
 
-/** A nested ESI fragment under onError "fail": an unrecovered failure fails the fragment's include. */
-class FragmentScope extends Scope {
+  constructor(parent: Cancel, handling: FailureHandling) {
+    this.cancel = new Cancel(parent)
+    this.#handling = handling
+    this.failedPromise = new Promise((resolve) => (this.#onFail = resolve))
+  }
+  get failed(): boolean {
+    return this.#failed
+  }
   fail(): FailureHandling {
-    this.trip(new Error('ESI fragment failed'))
-    return 'nested'
+    if (!this.#failed) {
+      this.#failed = true
+      this.cancel.abort(new Error(`ESI scope failed (${this.#handling})`))
+      this.#onFail()
+    }
+    return this.#handling
   }
 }
 
@@ -204,7 +231,9 @@ interface Frag {
 type FetchOutcome = { ok: true; slots: Slot[] } | { ok: false; failure: EsiIncludeFailure }
 
 class State {
-  readonly controller = new AbortController()
+  readonly root = new Cancel()
+  pendingCount = 0
+  onSettled: () => void = () => {}
   readonly config: AssembleConfig
   readonly vars: RequestVars
   readonly log: Logger
@@ -236,7 +265,7 @@ class State {
   setFatal(err: StrataError): void {
     if (this.fatal) return
     this.fatal = err
-    this.controller.abort(err)
+    this.root.abort(err)
     this.#onFatal!(err)
   }
 
@@ -254,7 +283,7 @@ class State {
           break
         }
         case 'include':
-          out.push(new Pending(this.#include(node, scope, frag)))
+          out.push(new Pending(this.#include(node, scope, frag), this))
           break
         case 'choose': {
           // ESI 1.0 §3.3: the first when whose test is true, else otherwise. Branches not taken
@@ -270,7 +299,7 @@ class State {
           break
         }
         case 'try':
-          out.push(new Pending(this.#try(node.attempt, node.except, scope, frag)))
+          out.push(new Pending(this.#try(node.attempt, node.except, scope, frag), this))
           break
       }
     }
@@ -282,12 +311,12 @@ class State {
    */
   async #try(attempt: readonly EsiNode[], except: readonly EsiNode[], scope: Scope, frag: Frag): Promise<Slot[]> {
     try {
-      const tryScope = new TryScope(scope.signal)
+      const tryScope = new TrippingScope(scope.cancel, 'except')
       const slots: Slot[] = []
       this.plan(attempt, tryScope, frag, slots)
       await Promise.race([settleAll(slots), tryScope.failedPromise])
       if (!tryScope.failed) return slots
-      if (scope.signal.aborted) return []
+      if (scope.cancel.aborted) return []
       const out: Slot[] = []
       this.plan(except, scope, frag, out)
       return out
@@ -303,7 +332,7 @@ class State {
       const first = await this.#fetchOne(src, node, scope, frag)
       if (first.ok) return first.slots
       const failures = [first.failure]
-      if (node.alt !== null && !scope.signal.aborted) {
+      if (node.alt !== null && !scope.cancel.aborted) {
         const second = await this.#fetchOne(this.vars.render(node.alt, encodeURIComponent), node, scope, frag)
         if (second.ok) {
           this.#record(first.failure, 'alt')
@@ -311,7 +340,7 @@ class State {
         }
         failures.push(second.failure)
       }
-      if (scope.signal.aborted) return []
+      if (scope.cancel.aborted) return []
       const handledBy: FailureHandling = node.continueOnError ? 'continue' : scope.fail(first.failure)
       for (const f of failures) this.#record(f, handledBy)
       return []
@@ -341,21 +370,24 @@ class State {
     const wait = this.sem.acquire()
     if (wait) await wait
     let res: FragmentResponse
-    const ctl = new AbortController()
-    const onAbort = () => ctl.abort(scope.signal.reason)
     let timer: NodeJS.Timeout | undefined
+    let onAbort: ((reason: unknown) => void) | undefined
     try {
-      if (scope.signal.aborted) return fail('error', 'aborted')
-      scope.signal.addEventListener('abort', onAbort, { once: true })
+      if (scope.cancel.aborted) return fail('error', 'aborted')
       const ms = node.maxwaitMs ?? this.config.fragmentTimeoutMs
-      // The race guards against a fetcher that ignores its signal.
+      const ctl = new AbortController()
+      // Rejecting here, not only aborting the signal, also covers a fetcher that ignores it.
       res = await new Promise<FragmentResponse>((resolve, reject) => {
+        onAbort = (reason) => {
+          ctl.abort(reason)
+          reject(reason)
+        }
+        scope.cancel.on(onAbort)
         timer = setTimeout(() => {
           const e = new IncludeTimeout(ms)
           ctl.abort(e)
           reject(e)
         }, ms)
-        ctl.signal.addEventListener('abort', () => reject(ctl.signal.reason), { once: true })
         this.fetch(url, { headers: this.forward, signal: ctl.signal, depth }).then(resolve, reject)
       })
     } catch (err) {
@@ -363,7 +395,7 @@ class State {
       return fail('error', err instanceof Error ? err.message : String(err))
     } finally {
       clearTimeout(timer)
-      scope.signal.removeEventListener('abort', onAbort)
+      if (onAbort) scope.cancel.off(onAbort)
       this.sem.release()
     }
 
@@ -377,12 +409,12 @@ class State {
     if (this.config.onError !== 'fail') {
       // Streamed: the fragment's own includes are already running; its slots join the page's.
       const slots: Slot[] = []
-      this.plan(res.program.nodes, new PageScope(scope.signal, this), child, slots)
+      this.plan(res.program.nodes, new PageScope(scope.cancel, this), child, slots)
       return { ok: true, slots }
     }
     // Under "fail" a broken nested fragment fails this include (so this level's alt, try or
     // onerror can still recover it): wait for the fragment to settle before deciding.
-    const fragScope = new FragmentScope(scope.signal)
+    const fragScope = new TrippingScope(scope.cancel, 'nested')
     const slots: Slot[] = []
     this.plan(res.program.nodes, fragScope, child, slots)
     await Promise.race([settleAll(slots), fragScope.failedPromise])
@@ -415,8 +447,12 @@ export class EsiAssembly implements AsyncIterable<Buffer> {
     page.hash = ''
     const frag: Frag = { baseUrl: ctx.pageUrl, depth: ctx.depth ?? 0, chain: ctx.chain ?? [page.href] }
     this.#slots = []
-    state.plan(program.nodes, new PageScope(state.controller.signal, state), frag, this.#slots)
-    this.result = settleAll(this.#slots).then(
+    let settled!: () => void
+    const done = new Promise<void>((resolve) => (settled = resolve))
+    state.onSettled = settled
+    state.plan(program.nodes, new PageScope(state.root, state), frag, this.#slots)
+    if (state.pendingCount === 0) settled()
+    this.result = done.then(
       (): EsiResult => ({
         cacheControl: state.cc.toString(),
         failed: state.failures,
@@ -431,9 +467,9 @@ export class EsiAssembly implements AsyncIterable<Buffer> {
 
   /** Stops every pending include (the client went away). Output then ends early. */
   abort(reason?: unknown): void {
-    if (this.#state.controller.signal.aborted) return
+    if (this.#state.root.aborted) return
     this.#state.aborted = true
-    this.#state.controller.abort(reason ?? new Error('ESI assembly aborted'))
+    this.#state.root.abort(reason ?? new Error('ESI assembly aborted'))
   }
 
   /**
@@ -473,6 +509,45 @@ export class EsiAssembly implements AsyncIterable<Buffer> {
     }
   }
 
+  /**
+   * Writes the page to `write` in document order: ready chunks are written synchronously one after
+   * another (no microtask per chunk, unlike the async iterator); only pending includes are awaited.
+   * `write` may return a promise to apply backpressure, e.g.
+   * `(c) => (res.write(c) ? undefined : once(res, 'drain'))`. Rejects like the iterator throws.
+   */
+  async writeTo(write: (chunk: Buffer) => void | Promise<unknown>): Promise<void> {
+    const state = this.#state
+    const stack: { slots: readonly Slot[]; i: number }[] = [{ slots: this.#slots, i: 0 }]
+    let finished = false
+    try {
+      while (stack.length) {
+        const top = stack[stack.length - 1]!
+        if (top.i >= top.slots.length) {
+          stack.pop()
+          continue
+        }
+        const s = top.slots[top.i++]!
+        if (state.fatal) throw state.fatal
+        if (!(s instanceof Pending)) {
+          const w = write(s)
+          if (w) await w
+          continue
+        }
+        let v = s.value
+        if (v === undefined) {
+          const r = await Promise.race([s.promise, state.fatalPromise])
+          if (r instanceof StrataError) throw r
+          v = r
+        }
+        stack.push({ slots: v, i: 0 })
+      }
+      if (state.fatal) throw state.fatal
+      finished = true
+    } finally {
+      if (!finished && !state.fatal) this.abort()
+    }
+  }
+
   /** A byte stream of the page (errors with the StrataError on a fatal failure). */
   toReadable(): Readable {
     return Readable.from(this, { objectMode: false })
@@ -481,7 +556,7 @@ export class EsiAssembly implements AsyncIterable<Buffer> {
   /** The whole page (waits for every include); for tests and buffered callers. */
   async toBuffer(): Promise<Buffer> {
     const chunks: Buffer[] = []
-    for await (const c of this) chunks.push(c)
+    await this.writeTo((c) => void chunks.push(c))
     return Buffer.concat(chunks)
   }
 }

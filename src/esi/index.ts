@@ -2,6 +2,7 @@
 export { isEsiResponse, parseSurrogateControl, surrogateWantsEsi, SURROGATE_CAPABILITY, SURROGATE_DEVICE } from './activation.js'
 export type { SurrogateDirective } from './activation.js'
 export { compile } from './compile.js'
+export { prepareEsi } from './prepare.js'
 export type { CompileOptions } from './compile.js'
 export { NO_ESI } from './program.js'
 export type { EsiProgram, EsiNode, EsiInclude, EsiWarning } from './program.js'

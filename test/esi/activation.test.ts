@@ -54,3 +54,14 @@ describe('activation (Edge Architecture §3)', () => {
     ])
   })
 })
+
+describe('prepareEsi (the page cache hook)', () => {
+  it('compiles marked templates with ESI, keeps nothing otherwise', async () => {
+    const { prepareEsi } = await import('../../src/esi/index.js')
+    const marked = { 'surrogate-control': 'content="ESI/1.0"' }
+    expect(prepareEsi({ headers: marked, body: Buffer.from('a<esi:include src="/x"/>'), path: '/p' }, on)?.includeCount).toBe(1)
+    expect(prepareEsi({ headers: marked, body: Buffer.from('plain page'), path: '/p' }, on)).toBeUndefined()
+    expect(prepareEsi({ headers: {}, body: Buffer.from('user wrote <esi:include src="/admin"/>'), path: '/p' }, on)).toBeUndefined()
+    expect(prepareEsi({ headers: marked, body: Buffer.from('<esi:include src="/x"/>'), path: '/p' }, { enabled: false, paths: [] })).toBeUndefined()
+  })
+})

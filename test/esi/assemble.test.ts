@@ -323,3 +323,15 @@ describe('client Cache-Control', () => {
     expect(f.toString()).toBe('no-cache, max-age=0')
   })
 })
+
+describe('writeTo', () => {
+  it('awaits a sink that applies backpressure and keeps order', async () => {
+    const a = assemble(compile('a<esi:include src="/b"/>c<esi:include src="/d"/>e'), { pageUrl: page, headers: {}, fetch: tableFetcher({ '/b': 'B', '/d': 'D' }), config: baseConfig })
+    const got: string[] = []
+    await a.writeTo(async (c) => {
+      await new Promise((r) => setTimeout(r, 5))
+      got.push(c.toString())
+    })
+    expect(got).toEqual(['a', 'B', 'c', 'D', 'e'])
+  })
+})
