@@ -7,6 +7,8 @@ import { Forwarder } from './proxy/forward.js'
 import { Balancer } from './balancer/index.js'
 import { createClients, type RedisClient } from './data-cache/redis-client.js'
 import { createProxyServer } from './proxy/server.js'
+import { EdgePipeline } from './proxy/pipeline.js'
+import { PageCache } from './page-cache/page-cache.js'
 import { createAdminServer } from './admin/server.js'
 import { upstreamRoutes } from './admin/upstream-routes.js'
 import { VERSION } from './version.js'
@@ -55,7 +57,9 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
   balancer.on('removed', (u) => void pools.remove(u.id))
   const forwarder = new Forwarder({ pools, balancer, asyncPick: learnRedis !== undefined, retries: config.balancer.retries, retryOn: config.balancer.retryOn })
 
-  const proxy = createProxyServer({ config, logger, forwarder, balancer })
+  const cache = new PageCache({ config: config.cache, logger })
+  const pipeline = new EdgePipeline({ config, cache, forwarder, balancer })
+  const proxy = createProxyServer({ config, logger, pipeline })
   const admin = config.admin.enabled ? createAdminServer({ config, logger, version: VERSION, routes: [upstreamRoutes(balancer)] }) : null
 
   let closing: Promise<void> | undefined
@@ -65,6 +69,7 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     admin,
     async listen() {
       balancer.start()
+      await cache.ready()
       await proxy.listen({ host: config.listen.host, port: config.listen.port })
       if (admin) await admin.listen({ host: config.admin.host, port: config.admin.port })
       const addresses: StrataAddresses = { proxy: urlOf(proxy), admin: admin ? urlOf(admin) : null }
@@ -93,6 +98,7 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
           admin?.server.closeAllConnections()
         }
         await balancer.close()
+        await cache.close()
         await pools.close(!clean)
         if (learnRedis) await learnRedis.quit().catch(() => learnRedis.disconnect())
       })()

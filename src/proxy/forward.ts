@@ -56,23 +56,6 @@ export function upstreamRequestHeaders(
   return out
 }
 
-/** Response headers for the client: hop-by-hop removed, Via appended. */
-export function clientResponseHeaders(raw: Record<string, string | string[] | undefined>): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {}
-  let connectionTokens: string[] | undefined
-  const conn = raw['connection']
-  if (conn !== undefined) connectionTokens = (Array.isArray(conn) ? conn.join(',') : conn).toLowerCase().split(',').map((t) => t.trim())
-  for (const name in raw) {
-    const v = raw[name]
-    if (v === undefined || HOP_BY_HOP.has(name)) continue
-    if (connectionTokens !== undefined && connectionTokens.includes(name)) continue
-    out[name] = v
-  }
-  const via = raw['via']
-  out['via'] = via ? `${Array.isArray(via) ? via.join(', ') : via}, ${VIA}` : VIA
-  return out
-}
-
 /** Maps an undici / socket failure to strata's error table. */
 export function classifyUpstreamError(err: unknown, upstreamId: string): StrataError {
   if (err instanceof StrataError) return err
@@ -135,7 +118,8 @@ export class Forwarder {
       try {
         res = await this.#pools.get(upstream.id, upstream.url).request({
           method: req.method as Dispatcher.HttpMethod,
-          path: req.url,
+          // An upstream URL with a path (http://host/app) serves under that prefix.
+          path: upstream.basePath === '' ? req.url : upstream.basePath + req.url,
           headers: req.headers,
           body: req.body,
         })

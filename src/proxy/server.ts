@@ -1,11 +1,9 @@
 import { fastify, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
-import type { Readable } from 'node:stream'
 import type { Logger } from '../observability/logger.js'
 import type { StrataConfig } from '../config/schema.js'
 import { StrataError, isStrataError } from '../core/errors.js'
 import { rejectReason } from './request-guard.js'
-import { clientResponseHeaders, upstreamRequestHeaders, type Forwarder } from './forward.js'
-import type { Balancer, PickRequest } from '../balancer/index.js'
+import type { EdgePipeline } from './pipeline.js'
 
 /** Per-request facts the access log reports. */
 export interface RequestFacts {
@@ -22,8 +20,7 @@ declare module 'fastify' {
 export interface ProxyServerOptions {
   config: StrataConfig
   logger: Logger
-  forwarder: Forwarder
-  balancer: Balancer
+  pipeline: EdgePipeline
 }
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE'] as const
@@ -33,7 +30,7 @@ const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TR
  * parsed: the raw stream goes upstream as it arrives (no buffering of uploads).
  */
 export function createProxyServer(opts: ProxyServerOptions): FastifyInstance {
-  const { config, logger, forwarder, balancer } = opts
+  const { config, logger, pipeline } = opts
   const app = fastify({
     // Access logging is ours (one line per request, with cache status); fastify's per-request
     // child loggers would only add cost.
@@ -89,7 +86,7 @@ export function createProxyServer(opts: ProxyServerOptions): FastifyInstance {
   app.route({
     method: [...METHODS],
     url: '*',
-    handler: (request: FastifyRequest, reply: FastifyReply) => proxyRequest(request, reply, forwarder, balancer),
+    handler: (request: FastifyRequest, reply: FastifyReply) => pipeline.handle(request, reply),
   })
 
   return app
@@ -101,44 +98,4 @@ function toStrataError(err: unknown): StrataError {
     return new StrataError('STRATA_BAD_REQUEST', (err as Error).message, { cause: err })
   }
   return new StrataError('STRATA_UPSTREAM_RESPONSE', (err as Error)?.message ?? 'internal error', { cause: err })
-}
-
-export function pickContext(request: FastifyRequest): PickRequest {
-  const url = request.url
-  const q = url.indexOf('?')
-  // Cookies are parsed by the balancer only when its mode needs them.
-  return { ip: request.ip, path: q === -1 ? url : url.slice(0, q), headers: request.headers }
-}
-
-async function proxyRequest(request: FastifyRequest, reply: FastifyReply, forwarder: Forwarder, balancer: Balancer): Promise<FastifyReply> {
-  const headers = upstreamRequestHeaders(request.headers, { ip: request.ip, proto: 'http' })
-  stripSticky(headers, balancer)
-  const hasBody = request.body !== undefined && request.body !== null
-  const res = await forwarder.forward({
-    method: request.method,
-    url: request.url,
-    headers,
-    body: hasBody ? (request.body as Readable) : null,
-    pick: pickContext(request),
-  })
-  request.strata.upstream = res.upstreamId
-  const out = clientResponseHeaders(res.headers)
-  if (res.setCookie !== undefined) appendSetCookie(out, res.setCookie)
-  reply.code(res.statusCode).headers(out)
-  return reply.send(res.body)
-}
-
-export function appendSetCookie(headers: Record<string, string | string[]>, cookie: string): void {
-  const cur = headers['set-cookie']
-  headers['set-cookie'] = cur === undefined ? cookie : Array.isArray(cur) ? [...cur, cookie] : [cur, cookie]
-}
-
-/** The sticky cookie is strata's, not the application's: it never goes upstream. */
-function stripSticky(headers: Record<string, string | string[]>, balancer: Balancer): void {
-  const cookie = headers['cookie']
-  if (typeof cookie !== 'string') return
-  const kept = balancer.stripStickyCookie(cookie)
-  if (kept === cookie) return
-  if (kept === undefined) delete headers['cookie']
-  else headers['cookie'] = kept
 }

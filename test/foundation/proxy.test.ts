@@ -153,7 +153,7 @@ describe('forwarding', () => {
     await request(`${s.url}/logged?x=1`).then((r) => r.body.text())
     await sleep(20)
     const line = s.logs.find((l) => l['url'] === '/logged?x=1')
-    expect(line).toMatchObject({ msg: 'request', method: 'GET', status: 200, upstream: 'b1', cache: 'PASS' })
+    expect(line).toMatchObject({ msg: 'request', method: 'GET', status: 200, upstream: 'b1', cache: 'MISS' })
     expect(typeof line?.['ms']).toBe('number')
   })
 })

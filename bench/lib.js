@@ -1,0 +1,116 @@
+// Shared bench plumbing: child-process servers, a load generator (wrk when installed, else
+// autocannon), and result formatting. Every bench reports ratios against a baseline measured in
+// the same run, never absolute targets.
+import { spawn, spawnSync } from 'node:child_process'
+import { once } from 'node:events'
+import { writeFileSync, mkdtempSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import autocannon from 'autocannon'
+
+export const ROOT = new URL('..', import.meta.url).pathname
+const children = new Set()
+process.on('exit', () => {
+  for (const c of children) c.kill('SIGKILL')
+})
+
+export const hasWrk = spawnSync('wrk', ['--version']).error === undefined
+
+/**
+ * Spawns `node <script> ...args`; resolves once the child prints a JSON line containing `match`
+ * (default "listening") on stdout, with that parsed line.
+ */
+export async function startNode(script, args = [], { match = 'listening', env = {} } = {}) {
+  const child = spawn(process.execPath, [script, ...args], { cwd: ROOT, stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, ...env } })
+  children.add(child)
+  child.once('exit', () => children.delete(child))
+  let buf = ''
+  const line = await new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new Error(`${script} did not start`)), 15_000)
+    const onData = (d) => {
+      buf += d
+      for (const l of buf.split('\n')) {
+        if (l.includes(match)) {
+          clearTimeout(t)
+          child.stdout.off('data', onData)
+          child.stdout.resume() // keep draining so the child never blocks on a full pipe
+          resolve(JSON.parse(l))
+          return
+        }
+      }
+    }
+    child.stdout.on('data', onData)
+    child.once('exit', (code) => reject(new Error(`${script} exited ${code}`)))
+  })
+  return {
+    info: line,
+    child,
+    async stop() {
+      if (child.exitCode !== null) return
+      child.kill('SIGTERM')
+      await Promise.race([once(child, 'exit'), new Promise((r) => setTimeout(r, 5000))])
+      if (child.exitCode === null) child.kill('SIGKILL')
+    },
+  }
+}
+
+/** Starts `strata serve` (compiled) with a config object; access log on, written to the pipe (drained). */
+export async function startStrata(config) {
+  const dir = mkdtempSync(join(tmpdir(), 'strata-bench-'))
+  const file = join(dir, 'config.json')
+  writeFileSync(file, JSON.stringify(config))
+  const s = await startNode(join(ROOT, 'dist/cli.js'), ['serve', '--config', file], { match: '"listening"' })
+  return { ...s, url: s.info.listening.proxy.url, adminUrl: s.info.listening.admin?.url }
+}
+
+/**
+ * Loads `url` for `seconds` with `connections` and returns { rps, p50, p99, errors, non2xx }
+ * (latencies in ms). wrk runs in its own process and so measures the server, not itself.
+ */
+export async function load(url, { connections = 50, seconds = 8, headers = {} } = {}) {
+  if (hasWrk) {
+    const args = ['-t', '1', '-c', String(connections), '-d', `${seconds}s`, '--latency']
+    for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`)
+    args.push(url)
+    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    await once(child, 'exit')
+    const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0)
+    const pct = (p) => toMs(new RegExp(`\\s${p}%\\s+([\\d.]+\\w+)`).exec(out)?.[1])
+    const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0)
+    const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
+    const errors = errs ? errs.slice(1).reduce((a, b) => a + Number(b), 0) : 0
+    return { tool: 'wrk', rps, p50: pct(50), p99: pct(99), errors, non2xx }
+  }
+  const r = await autocannon({ url, connections, duration: seconds, headers })
+  return { tool: 'autocannon', rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx }
+}
+
+function toMs(v) {
+  if (!v) return NaN
+  const m = /^([\d.]+)(us|ms|s)$/.exec(v)
+  if (!m) return NaN
+  const n = Number(m[1])
+  return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n
+}
+
+export const round = (n, d = 2) => Math.round(n * 10 ** d) / 10 ** d
+
+/** Prints a table of named results and the closing JSON line. */
+export function report(name, rows, ratios, extra = {}) {
+  console.log(`\n## ${name}  (load: ${hasWrk ? 'wrk' : 'autocannon'})`)
+  console.log('| case | req/s | p50 ms | p99 ms | errors |')
+  console.log('| --- | ---: | ---: | ---: | ---: |')
+  for (const [label, r] of Object.entries(rows)) console.log(`| ${label} | ${Math.round(r.rps)} | ${round(r.p50)} | ${round(r.p99)} | ${r.errors + (r.non2xx ?? 0)} |`)
+  for (const [k, v] of Object.entries(ratios)) console.log(`ratio ${k}: ${round(v)}`)
+  console.log(JSON.stringify({ bench: name, ...extra, results: rows, ratios }))
+}
+
+/** Warm a URL so caches are filled before measuring. */
+export async function warm(url, n = 3, headers = {}) {
+  for (let i = 0; i < n; i++) {
+    const res = await fetch(url, { headers })
+    await res.arrayBuffer()
+  }
+}
