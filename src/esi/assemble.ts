@@ -260,6 +260,8 @@ class State {
       const v = ctx.headers[n]
       if (v !== undefined) this.forward[n] = Array.isArray(v) ? v.join(n === 'cookie' ? '; ' : ', ') : v
     }
+    // One object shared by every fetch of the page: frozen so a fetcher cannot leak changes.
+    Object.freeze(this.forward)
   }
 
   setFatal(err: StrataError): void {
@@ -462,7 +464,7 @@ export class EsiAssembly implements AsyncIterable<Buffer> {
         aborted: state.aborted,
       }),
     )
-    this.head = Promise.race([firstByte(this.#slots), state.fatalPromise.then((error) => ({ error }))])
+    this.head = Promise.race([firstByte(this.#slots, state), state.fatalPromise.then((error) => ({ error }))])
   }
 
   /** Stops every pending include (the client went away). Output then ends early. */
@@ -561,9 +563,10 @@ export class EsiAssembly implements AsyncIterable<Buffer> {
   }
 }
 
-async function firstByte(slots: readonly Slot[]): Promise<EsiHead> {
+async function firstByte(slots: readonly Slot[], state: State): Promise<EsiHead> {
   const stack: { slots: readonly Slot[]; i: number }[] = [{ slots, i: 0 }]
   while (stack.length) {
+    if (state.fatal) return { error: state.fatal }
     const top = stack[stack.length - 1]!
     if (top.i >= top.slots.length) {
       stack.pop()
@@ -576,7 +579,7 @@ async function firstByte(slots: readonly Slot[]): Promise<EsiHead> {
     }
     stack.push({ slots: s.value ?? (await s.promise), i: 0 })
   }
-  return {}
+  return state.fatal ? { error: state.fatal } : {}
 }
 
 /**
