@@ -6,7 +6,6 @@
 import { StrataError } from '../core/errors.js'
 import { keyTarget, type KeyFunction } from './key.js'
 import type { PurgeSelector } from './store.js'
-import type { PurgeCommand } from './types.js'
 
 export const MAX_PATTERN_LENGTH = 256
 export const MAX_PURGE_ITEMS = 1000
@@ -155,7 +154,3 @@ export function compilePurge(cmd: unknown, keyFn: KeyFunction): CompiledPurge {
   }
 }
 
-/** Type guard for callers that already validated. */
-export function isPurgeCommand(v: unknown): v is PurgeCommand {
-  return typeof v === 'object' && v !== null && KINDS.some((k) => (v as Record<string, unknown>)[k] !== undefined)
-}

@@ -23,7 +23,8 @@ beforeEach(async () => {
   origin = await startOrigin((q, s) => {
     if (q.url === '/img.png') {
       s.writeHead(200, { 'content-type': 'image/png', 'cache-control': 'max-age=60', 'surrogate-key': 'img' })
-      return s.end(png)
+      s.end(png)
+      return
     }
     s.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'max-age=60' })
     s.end(`${q.url} @${origin.hits()}`)
