@@ -4,6 +4,7 @@ import { StrataError } from '../core/errors.js'
 import type { Headers } from '../core/headers.js'
 import { silentLogger, type Logger } from '../observability/logger.js'
 import { CacheControlFold } from './cache-control.js'
+import { Cancel, IncludeTimeout, Semaphore } from './concurrency.js'
 import { evaluate } from './expression.js'
 import type { EsiInclude, EsiNode, EsiProgram } from './program.js'
 import { resolveIncludeSrc } from './resolve-src.js'
@@ -111,64 +112,6 @@ type Slot = Buffer | Pending
 async function settleAll(slots: readonly Slot[]): Promise<void> {
   for (const s of slots) {
     if (s instanceof Pending) await settleAll(s.value ?? (await s.promise))
-  }
-}
-
-class Semaphore {
-  #free: number
-  readonly #queue: (() => void)[] = []
-  constructor(n: number) {
-    this.#free = n
-  }
-  /** Undefined when a permit was free (no microtask on the fast path). */
-  acquire(): Promise<void> | undefined {
-    if (this.#free > 0) {
-      this.#free--
-      return undefined
-    }
-    return new Promise((resolve) => this.#queue.push(resolve))
-  }
-  release(): void {
-    const next = this.#queue.shift()
-    if (next) next()
-    else this.#free++
-  }
-}
-
-class IncludeTimeout extends Error {
-  constructor(ms: number) {
-    super(`no answer within ${ms} ms`)
-    this.name = 'IncludeTimeout'
-  }
-}
-
-/**
- * Cancellation as a tree of plain callbacks: cheaper than an AbortSignal + EventTarget listener per
- * include on the hot path. Only the signal handed to the fetcher is a real AbortSignal.
- */
-class Cancel {
-  aborted = false
-  reason: unknown
-  #listeners: Set<(reason: unknown) => void> | undefined
-
-  constructor(parent?: Cancel) {
-    if (!parent) return
-    if (parent.aborted) this.abort(parent.reason)
-    else parent.on((r) => this.abort(r))
-  }
-  on(fn: (reason: unknown) => void): void {
-    ;(this.#listeners ??= new Set()).add(fn)
-  }
-  off(fn: (reason: unknown) => void): void {
-    this.#listeners?.delete(fn)
-  }
-  abort(reason: unknown): void {
-    if (this.aborted) return
-    this.aborted = true
-    this.reason = reason
-    const listeners = this.#listeners
-    this.#listeners = undefined
-    if (listeners) for (const fn of listeners) fn(reason)
   }
 }
 
