@@ -121,5 +121,11 @@ describe('two strata nodes on one redis-server', () => {
     const h = await get(node2, '/back')
     expect(h.cacheStatus).toBe('HIT')
     expect(origin.hits()).toBe(before)
+    expect(node1.peek('http://example.test/back')).toBeDefined()
+    // The bus resubscribed after the restart: a purge on node 2 reaches node 1's L1 again.
+    await waitFor(async () => {
+      await node2.purge({ urls: ['/back'] })
+      return node1.peek('http://example.test/back') === undefined
+    }, 5000, 100)
   })
 })
