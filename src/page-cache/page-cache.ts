@@ -299,7 +299,8 @@ export class PageCache {
     const upstream = res.upstreamId !== undefined ? { upstreamId: res.upstreamId } : {}
 
     if (!decision.storable) {
-      if (decision.reason !== undefined && HFP_REASONS.has(decision.reason) && cfg.hitForPass > 0) {
+      if (decision.reason !== undefined && HFP_REASONS.has(decision.reason) && cfg.hitForPass > 0 && status < 500) {
+        // A 5xx is transient: no hit-for-pass, the next request may be cacheable.
         this.#hitForPass.set(key, responseTime + cfg.hitForPass * 1000)
       }
       done({ error: status >= 500 })
