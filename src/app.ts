@@ -11,6 +11,7 @@ import { EdgePipeline } from './proxy/pipeline.js'
 import { PageCache } from './page-cache/page-cache.js'
 import { createAdminServer } from './admin/server.js'
 import { upstreamRoutes } from './admin/upstream-routes.js'
+import { cacheRoutes } from './admin/cache-routes.js'
 import { VERSION } from './version.js'
 
 export interface StrataAddresses {
@@ -60,7 +61,7 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
   const cache = new PageCache({ config: config.cache, logger })
   const pipeline = new EdgePipeline({ config, cache, forwarder, balancer })
   const proxy = createProxyServer({ config, logger, pipeline })
-  const admin = config.admin.enabled ? createAdminServer({ config, logger, version: VERSION, routes: [upstreamRoutes(balancer)] }) : null
+  const admin = config.admin.enabled ? createAdminServer({ config, logger, version: VERSION, routes: [upstreamRoutes(balancer), cacheRoutes(cache, balancer)] }) : null
 
   let closing: Promise<void> | undefined
   return {
