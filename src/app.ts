@@ -8,7 +8,9 @@ import { Balancer } from './balancer/index.js'
 import { createClients, type RedisClient } from './data-cache/redis-client.js'
 import { createProxyServer } from './proxy/server.js'
 import { EdgePipeline } from './proxy/pipeline.js'
-import { PageCache } from './page-cache/page-cache.js'
+import { PageCache, type CacheEntry } from './page-cache/index.js'
+import { EsiDelivery } from './proxy/esi-delivery.js'
+import { SURROGATE_CAPABILITY } from './esi/index.js'
 import { createAdminServer } from './admin/server.js'
 import { upstreamRoutes } from './admin/upstream-routes.js'
 import { cacheRoutes } from './admin/cache-routes.js'
@@ -58,8 +60,18 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
   balancer.on('removed', (u) => void pools.remove(u.id))
   const forwarder = new Forwarder({ pools, balancer, asyncPick: learnRedis !== undefined, retries: config.balancer.retries, retryOn: config.balancer.retryOn })
 
-  const cache = new PageCache({ config: config.cache, logger })
-  const pipeline = new EdgePipeline({ config, cache, forwarder, balancer })
+  // The page cache calls esi.prepare when a template enters memory; esi needs the cache to fetch
+  // fragments through it, so the hook is bound late.
+  let esi: EsiDelivery | undefined
+  const cache = new PageCache({ config: config.cache, logger, ...(config.esi.enabled ? { prepare: (e: CacheEntry) => esi?.prepare(e) } : {}) })
+  if (config.esi.enabled) esi = new EsiDelivery({ config: config.esi, cache, logger, maxBodyBytes: config.cache.maxObjectBytes })
+  const pipeline = new EdgePipeline({
+    cache,
+    forwarder,
+    balancer,
+    pools,
+    ...(esi === undefined ? {} : { esi, extraUpstreamHeaders: { 'surrogate-capability': SURROGATE_CAPABILITY } }),
+  })
   const proxy = createProxyServer({ config, logger, pipeline })
   const admin = config.admin.enabled ? createAdminServer({ config, logger, version: VERSION, routes: [upstreamRoutes(balancer), cacheRoutes(cache, balancer)] }) : null
 

@@ -86,6 +86,9 @@ export function createEntry(input: EntryInput): CacheEntry {
     size: 0,
   }
   if (etag !== undefined) entry.etag = etag
+  // Edge-only: never sent to clients, but the edge's own processing (ESI activation) reads it.
+  const sc = input.headers['surrogate-control']
+  if (sc !== undefined) entry.surrogateControl = Array.isArray(sc) ? sc.join(', ') : sc
   if (lastModified !== undefined) entry.lastModified = lastModified
   entry.size = input.body.length + headersSize(headers) + input.key.length + input.variant.length + ENTRY_OVERHEAD
   return entry

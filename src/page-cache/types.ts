@@ -71,6 +71,8 @@ export interface CacheEntry {
   mustRevalidate: boolean
   etag?: string
   lastModified?: string
+  /** The origin's Surrogate-Control (edge-only, not in `headers`): ESI activation reads it. */
+  surrogateControl?: string
   /** Surrogate keys (tags) from Surrogate-Key. */
   tags: readonly string[]
   /** Content-Encoding of the stored body ('' for identity). */

@@ -13,6 +13,7 @@ export interface ForwardRequest {
   headers: Record<string, string | string[]>
   body: Readable | Buffer | null
   pick: PickRequest
+  signal?: AbortSignal
 }
 
 export interface ForwardResponse {
@@ -122,6 +123,7 @@ export class Forwarder {
           path: upstream.basePath === '' ? req.url : upstream.basePath + req.url,
           headers: req.headers,
           body: req.body,
+          signal: req.signal ?? null,
         })
       } catch (err) {
         const e = classifyUpstreamError(err, upstream.id)

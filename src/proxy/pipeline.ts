@@ -1,25 +1,44 @@
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { Readable } from 'node:stream'
-import type { StrataConfig } from '../config/schema.js'
+import { Readable } from 'node:stream'
+import type { Dispatcher } from 'undici'
 import type { Balancer, PickRequest } from '../balancer/index.js'
-import type { PageCache } from '../page-cache/page-cache.js'
-import type { CacheRequest, CacheResult, OriginFetch, OriginResponse } from '../page-cache/types.js'
-import { upstreamRequestHeaders, type Forwarder } from './forward.js'
+import type { PageCache, CacheRequest, CacheResult, OriginFetch, OriginResponse } from '../page-cache/index.js'
+import { classifyUpstreamError, upstreamRequestHeaders, type Forwarder } from './forward.js'
+import type { UpstreamPools } from './upstream-pools.js'
+import type { EsiDelivery, FragmentOriginFetch } from './esi-delivery.js'
+
+export interface EdgePipelineOptions {
+  cache: PageCache
+  forwarder: Forwarder
+  balancer: Balancer
+  pools: UpstreamPools
+  /** ESI assembly; absent when esi.enabled is false. */
+  esi?: EsiDelivery
+  /** Added to every upstream request (e.g. Surrogate-Capability). */
+  extraUpstreamHeaders?: Record<string, string>
+}
+
+type OriginResponseWithCookie = OriginResponse & { setCookie?: string }
 
 /**
- * The request pipeline: page-cache lookup → (on a miss) balancer pick → forward → store.
- * A cache hit never touches the balancer, so it costs one key computation and one map lookup.
+ * The request pipeline: page-cache lookup → (on a miss) balancer pick → forward → store →
+ * (for ESI templates) assemble. A cache hit of a plain page never touches the balancer or the
+ * ESI engine: one key computation, one map lookup, and the stored bytes.
  */
 export class EdgePipeline {
   readonly #cache: PageCache
   readonly #forwarder: Forwarder
   readonly #balancer: Balancer
+  readonly #pools: UpstreamPools
+  readonly #esi: EsiDelivery | undefined
   readonly #extraUpstreamHeaders: Readonly<Record<string, string>>
 
-  constructor(opts: { config: StrataConfig; cache: PageCache; forwarder: Forwarder; balancer: Balancer; extraUpstreamHeaders?: Record<string, string> }) {
+  constructor(opts: EdgePipelineOptions) {
     this.#cache = opts.cache
     this.#forwarder = opts.forwarder
     this.#balancer = opts.balancer
+    this.#pools = opts.pools
+    this.#esi = opts.esi
     this.#extraUpstreamHeaders = opts.extraUpstreamHeaders ?? {}
   }
 
@@ -38,18 +57,53 @@ export class EdgePipeline {
     return this.#send(request, reply, result, ctx)
   }
 
-  #send(request: FastifyRequest, reply: FastifyReply, result: CacheResult, ctx: OriginContext): FastifyReply {
+  #send(request: FastifyRequest, reply: FastifyReply, result: CacheResult, ctx: OriginContext): FastifyReply | Promise<FastifyReply> {
     request.strata.cache = result.cacheStatus
     if (result.upstreamId !== undefined) request.strata.upstream = result.upstreamId
     const headers = result.headers
     // The sticky cookie is added per response and never stored: a hit carries none.
     if (ctx.setCookie !== undefined && result.cacheStatus !== 'HIT') appendSetCookie(headers, ctx.setCookie)
+    const esi = this.#esi
+    // Only a stored template (a compiled program) or a response that just streamed from the
+    // origin can be ESI; a plain hit goes straight out.
+    if (esi !== undefined && request.method === 'GET' && result.statusCode !== 304 && (result.entry?.prepared !== undefined || (ctx.originHeaders !== undefined && result.body instanceof Readable))) {
+      return this.#sendEsi(esi, request, reply, result, ctx)
+    }
     reply.code(result.statusCode).headers(headers)
     return reply.send(result.body)
   }
 
+  async #sendEsi(esi: EsiDelivery, request: FastifyRequest, reply: FastifyReply, result: CacheResult, ctx: OriginContext): Promise<FastifyReply> {
+    const q = request.url.indexOf('?')
+    const found = await esi.programFor(result, ctx.originHeaders, q === -1 ? request.url : request.url.slice(0, q))
+    if (found === undefined) {
+      reply.code(result.statusCode).headers(result.headers)
+      return reply.send(result.body)
+    }
+    if (result.body instanceof Readable) result.body.resume()
+    return esi.send(request, reply, result, found, this.#fragmentFetch(request))
+  }
+
+  /** Fragment requests: the site's own paths go through the balancer; allowed hosts are fetched directly. */
+  #fragmentFetch(request: FastifyRequest): FragmentOriginFetch {
+    return async (req, { sameSite, signal }) => {
+      if (sameSite) return this.forward(request, req, undefined, signal)
+      const origin = `${req.scheme}://${req.host}`
+      const headers = upstreamRequestHeaders(req.headers, { ip: request.ip, proto: 'http' })
+      Object.assign(headers, this.#extraUpstreamHeaders)
+      const id = `esi:${origin}`
+      let res: Dispatcher.ResponseData
+      try {
+        res = await this.#pools.get(id, origin).request({ method: 'GET', path: req.url, headers, signal })
+      } catch (err) {
+        throw classifyUpstreamError(err, id)
+      }
+      return { statusCode: res.statusCode, headers: res.headers as Record<string, string | string[]>, body: res.body, upstreamId: id }
+    }
+  }
+
   /** Sends one request upstream on behalf of the page cache (also for background refreshes). */
-  async forward(request: FastifyRequest, req: CacheRequest, extra: Record<string, string> | undefined): Promise<OriginResponse & { setCookie?: string }> {
+  async forward(request: FastifyRequest, req: CacheRequest, extra: Record<string, string> | undefined, signal?: AbortSignal): Promise<OriginResponseWithCookie> {
     const headers = upstreamRequestHeaders(req.headers, { ip: request.ip, proto: 'http' })
     stripSticky(headers, this.#balancer)
     Object.assign(headers, this.#extraUpstreamHeaders)
@@ -61,8 +115,9 @@ export class EdgePipeline {
       headers,
       body: bodyAllowed && request.body != null ? (request.body as Readable) : null,
       pick: pickRequest(request),
+      ...(signal === undefined ? {} : { signal }),
     })
-    const out: OriginResponse & { setCookie?: string } = { statusCode: res.statusCode, headers: res.headers, body: res.body, upstreamId: res.upstreamId }
+    const out: OriginResponseWithCookie = { statusCode: res.statusCode, headers: res.headers, body: res.body, upstreamId: res.upstreamId }
     if (res.setCookie !== undefined) out.setCookie = res.setCookie
     return out
   }
@@ -71,11 +126,14 @@ export class EdgePipeline {
 /** Per-request state shared between the page cache's origin fetches and the response. */
 class OriginContext {
   setCookie: string | undefined
+  /** Headers of the origin response fetched for this very request (not for a background refresh). */
+  originHeaders: Record<string, string | string[]> | undefined
   readonly fetch: OriginFetch
   constructor(pipeline: EdgePipeline, request: FastifyRequest) {
     this.fetch = async (req, extra) => {
       const res = await pipeline.forward(request, req, extra)
       if (res.setCookie !== undefined) this.setCookie = res.setCookie
+      this.originHeaders ??= res.headers
       return res
     }
   }

@@ -1,0 +1,199 @@
+import { createGunzip, createGzip, gunzipSync } from 'node:zlib'
+import { Readable } from 'node:stream'
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { EsiConfig } from '../config/schema.js'
+import type { Logger } from '../observability/logger.js'
+import { StrataError } from '../core/errors.js'
+import { headerValue } from '../core/headers.js'
+import { assemble, compile, isEsiResponse, prepareEsi, type EsiProgram, type FragmentFetcher, type FragmentResponse } from '../esi/index.js'
+import { acceptsEncoding, keyTarget, type CacheEntry, type CacheRequest, type CacheResult, type OriginResponse, type PageCache } from '../page-cache/index.js'
+
+/** Fields of the template that don't describe the assembled page (RFC 9110 §8.6, §8.8). */
+const TEMPLATE_ONLY = ['content-length', 'etag', 'last-modified', 'accept-ranges', 'content-md5', 'content-encoding', 'surrogate-control']
+
+export interface EsiDeliveryOptions {
+  config: EsiConfig
+  cache: PageCache
+  logger: Logger
+  /** Largest fragment or uncached template strata will buffer (cache.maxObjectBytes). */
+  maxBodyBytes: number
+}
+
+/** Sends a fragment request upstream: through the balancer for the site's own host, else straight to the allowed host. */
+export type FragmentOriginFetch = (req: CacheRequest, opts: { sameSite: boolean; signal: AbortSignal }) => Promise<OriginResponse>
+
+/**
+ * ESI at the edge: the page cache keeps each template's compiled program next to its body (the
+ * `prepare` hook, run once when the entry enters memory); a request for it walks the program and
+ * fetches the includes in parallel through the page cache, so each fragment is cached under its own
+ * key with its own lifetime. The assembled page is never stored as a whole.
+ */
+export class EsiDelivery {
+  readonly #config: EsiConfig
+  readonly #cache: PageCache
+  readonly #log: Logger
+  readonly #maxBody: number
+
+  constructor(opts: EsiDeliveryOptions) {
+    this.#config = opts.config
+    this.#cache = opts.cache
+    this.#log = opts.logger.child({ module: 'esi' })
+    this.#maxBody = opts.maxBodyBytes
+  }
+
+  /** The page cache's prepare hook: a compiled program for ESI templates, undefined otherwise. */
+  prepare = (entry: CacheEntry): EsiProgram | undefined => {
+    if (!this.#config.enabled) return undefined
+    const body = entry.encoding === 'gzip' ? gunzipSync(entry.body) : entry.body
+    const headers = entry.surrogateControl === undefined ? entry.headers : { ...entry.headers, 'surrogate-control': entry.surrogateControl }
+    return prepareEsi({ headers, body, path: pathOf(keyTarget(entry.key)) }, this.#config, this.#log)
+  }
+
+  /**
+   * The program to assemble for this result, if any: from the stored entry on hits, or compiled
+   * now from a marked response that streamed from the origin (a miss or an uncacheable template).
+   * Returns undefined when the response is not an ESI template.
+   */
+  async programFor(result: CacheResult, originHeaders: Record<string, string | string[]> | undefined, path: string): Promise<{ program: EsiProgram; cacheControl: string | string[] | undefined } | undefined> {
+    const prepared = result.entry?.prepared as EsiProgram | undefined
+    if (prepared !== undefined && result.body !== null && !(result.body instanceof Readable)) {
+      return { program: prepared, cacheControl: result.entry!.headers['cache-control'] }
+    }
+    if (originHeaders === undefined || !(result.body instanceof Readable) || !isEsiResponse(originHeaders, path, this.#config)) return undefined
+    const body = await readAll(decoded(result.body, headerValue(originHeaders, 'content-encoding')), this.#maxBody)
+    const program = compile(body, { logger: this.#log })
+    if (!program.hasEsi) {
+      // Marked but without ESI: serve the bytes as they are.
+      result.body = body
+      delete result.headers['content-encoding']
+      result.headers['content-length'] = String(body.length)
+      return undefined
+    }
+    return { program, cacheControl: originHeaders['cache-control'] }
+  }
+
+  /** Assembles and sends the page. Resolves once fastify has the response. */
+  async send(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    result: CacheResult,
+    found: { program: EsiProgram; cacheControl: string | string[] | undefined },
+    fetchOrigin: FragmentOriginFetch,
+  ): Promise<FastifyReply> {
+    const { program, cacheControl: templateCacheControl } = found
+    const host = request.headers.host ?? 'localhost'
+    const pageUrl = new URL(`http://${host}${request.url}`)
+    const abort = new AbortController()
+    request.raw.once('close', () => {
+      if (!reply.raw.writableFinished) abort.abort(new Error('client closed the connection'))
+    })
+    const assembly = assemble(program, {
+      pageUrl,
+      headers: request.headers,
+      fetch: this.#fetcher(pageUrl.host, fetchOrigin),
+      config: this.#config,
+      logger: this.#log,
+      signal: abort.signal,
+      ...(templateCacheControl === undefined ? {} : { cacheControl: templateCacheControl }),
+    })
+    const head = await assembly.head
+    if (head.error) {
+      this.#log.warn({ url: request.url, err: { code: head.error.code, message: head.error.message } }, 'ESI page failed before its first byte')
+      throw head.error
+    }
+    // If every include already finished, the client Cache-Control is exact; otherwise a fragment
+    // still pending could be private, so the page is marked private (strata itself never stores
+    // assembled pages, only their parts).
+    let final: string | undefined
+    void assembly.result.then((r) => (final = r.cacheControl))
+    await Promise.resolve()
+    const headers = result.headers
+    for (const name of TEMPLATE_ONLY) delete headers[name]
+    headers['cache-control'] = final ?? 'private, max-age=0'
+    const etag = result.entry?.etag
+    if (etag !== undefined) delete headers['etag']
+    let body: Readable = assembly.toReadable()
+    if (this.#config.compress && acceptsEncoding(headerValue(request.headers, 'accept-encoding'), 'gzip')) {
+      body = body.pipe(createGzip())
+      headers['content-encoding'] = 'gzip'
+      headers['vary'] = appendVary(headers['vary'], 'Accept-Encoding')
+    }
+    void assembly.result.then((r) => {
+      if (r.anyFailed) this.#log.warn({ url: request.url, failed: r.failed.map((f) => ({ src: f.src, reason: f.reason, handledBy: f.handledBy })) }, 'ESI includes failed')
+    })
+    reply.code(result.statusCode === 206 ? 200 : result.statusCode).headers(headers)
+    return reply.send(body)
+  }
+
+  /** Each include is a sub-request through the page cache: its own key, TTL, Vary and coalescing. */
+  #fetcher(siteHost: string, fetchOrigin: FragmentOriginFetch): FragmentFetcher {
+    return async (url, init) => {
+      const sameSite = url.host === siteHost
+      const req: CacheRequest = {
+        method: 'GET',
+        scheme: url.protocol === 'https:' ? 'https' : 'http',
+        host: url.host,
+        url: url.pathname + url.search,
+        headers: { ...init.headers, host: url.host },
+      }
+      const result = await this.#cache.handle(req, (r, extra) =>
+        fetchOrigin(extra === undefined ? r : { ...r, headers: { ...r.headers, ...extra } }, { sameSite, signal: init.signal }),
+      )
+      return this.#toFragment(result, url.pathname, init.signal)
+    }
+  }
+
+  async #toFragment(result: CacheResult, path: string, signal: AbortSignal): Promise<FragmentResponse> {
+    const status = result.statusCode
+    let program = result.entry?.prepared as EsiProgram | undefined
+    let body: Buffer
+    if (result.body instanceof Readable) {
+      const stream = result.body
+      const onAbort = () => stream.destroy(new StrataError('STRATA_ESI_FRAGMENT_FAILED', 'fragment aborted'))
+      signal.addEventListener('abort', onAbort, { once: true })
+      try {
+        body = await readAll(decoded(stream, headerValue(result.headers, 'content-encoding')), this.#maxBody)
+      } finally {
+        signal.removeEventListener('abort', onAbort)
+      }
+      if (program === undefined && isEsiResponse(result.headers, path, this.#config)) {
+        const compiled = compile(body, { logger: this.#log })
+        if (compiled.hasEsi) program = compiled
+      }
+    } else if (result.body === null) {
+      body = Buffer.alloc(0)
+    } else {
+      body = result.entry?.encoding === 'gzip' && result.headers['content-encoding'] === 'gzip' ? gunzipSync(result.body) : result.body
+    }
+    return { statusCode: status, headers: result.headers, body, ...(program === undefined ? {} : { program }) }
+  }
+}
+
+function pathOf(target: string): string {
+  const q = target.indexOf('?')
+  return q === -1 ? target : target.slice(0, q)
+}
+
+function decoded(stream: Readable, encoding: string | undefined): Readable {
+  return encoding === 'gzip' ? stream.pipe(createGunzip()) : stream
+}
+
+async function readAll(stream: Readable, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = []
+  let size = 0
+  for await (const c of stream) {
+    size += (c as Buffer).length
+    if (size > limit) {
+      stream.destroy()
+      throw new StrataError('STRATA_ESI_FRAGMENT_FAILED', `ESI body larger than ${limit} bytes`)
+    }
+    chunks.push(c as Buffer)
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, size)
+}
+
+function appendVary(cur: string | string[] | undefined, field: string): string {
+  const list = cur === undefined ? '' : Array.isArray(cur) ? cur.join(', ') : cur
+  if (list.toLowerCase().split(',').some((f) => f.trim() === field.toLowerCase() || f.trim() === '*')) return list
+  return list ? `${list}, ${field}` : field
+}
