@@ -2,7 +2,7 @@
 import { parseArgs } from 'node:util'
 import { loadConfigFile, ConfigError } from './config/load.js'
 import { createStrata, type Strata } from './app.js'
-import { createLogger, type Logger } from './observability/logger.js'
+import { createLogger, createServerLogger, type Logger } from './observability/logger.js'
 import { VERSION } from './version.js'
 
 const USAGE = `strata ${VERSION} — a multi-tier caching reverse proxy
@@ -69,17 +69,17 @@ export async function main(argv: string[]): Promise<number> {
       } catch (err) {
         return reportConfigError(err)
       }
-      const logger = createLogger(process.env['STRATA_LOG_LEVEL'] ?? config.log.level)
+      const { logger, flush } = createServerLogger(process.env['STRATA_LOG_LEVEL'] ?? config.log.level)
       const strata = createStrata(config, { logger })
-      return run(logger, () => strata.listen().then(() => strata), (s) => s.close(), config.timeouts.shutdownMs)
+      return run(logger, () => strata.listen().then(() => strata), (s) => s.close(), config.timeouts.shutdownMs).finally(flush)
     }
     case 'demo': {
       const { startDemo } = await import('./demo/cluster.js')
-      const logger = createLogger(process.env['STRATA_LOG_LEVEL'] ?? 'info')
+      const { logger, flush } = createServerLogger(process.env['STRATA_LOG_LEVEL'] ?? 'info')
       const port = values.port === undefined ? undefined : Number(values.port)
       const adminPort = values['admin-port'] === undefined ? undefined : Number(values['admin-port'])
       if ((port !== undefined && !Number.isInteger(port)) || (adminPort !== undefined && !Number.isInteger(adminPort))) return usage('--port and --admin-port take a number')
-      return run(logger, () => startDemo({ logger, ...(port === undefined ? {} : { port }), ...(adminPort === undefined ? {} : { adminPort }) }), (d) => d.close(), 15_000)
+      return run(logger, () => startDemo({ logger, ...(port === undefined ? {} : { port }), ...(adminPort === undefined ? {} : { adminPort }) }), (d) => d.close(), 15_000).finally(flush)
     }
     case 'demo-webserver': {
       const { startDemoWebserver } = await import('./demo/webserver.js')
