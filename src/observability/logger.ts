@@ -1,4 +1,4 @@
-import { pino, type Logger, type LoggerOptions, type DestinationStream } from 'pino'
+import pino, { type Logger, type LoggerOptions, type DestinationStream } from 'pino'
 
 export type { Logger }
 
