@@ -88,11 +88,14 @@ export async function main(argv: string[]): Promise<number> {
       const port = values.port === undefined ? 3001 : Number(values.port)
       if (!Number.isInteger(port)) return usage('--port takes a number')
       const id = values.id ?? 'b1'
+      // STRATA_DEMO_REDIS=redis://…: the data cache's shared L2 and bus (as for `demo`); else L1 only.
+      const { demoRedisFromEnv } = await import('./demo/news-reads.js')
+      const redis = demoRedisFromEnv()
       return run(
         logger,
         async () => {
-          const w = await startDemoWebserver({ id, db: new NewsDb(30), port, host: values.host ?? '0.0.0.0' })
-          logger.info({ id, listening: w.url }, 'demo webserver ready')
+          const w = await startDemoWebserver({ id, db: new NewsDb(30), port, host: values.host ?? '0.0.0.0', dataCache: { redis }, logger })
+          logger.info({ id, listening: w.url, dataCache: redis === undefined ? 'l1-only' : 'l1+redis' }, 'demo webserver ready')
           return w
         },
         (w) => w.close(),

@@ -1,7 +1,10 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { parseCookies } from '../core/headers.js'
-import type { Article, NewsDb } from './news-db.js'
+import type { Duration } from '../data-cache/index.js'
+import type { Logger } from '../observability/logger.js'
+import type { NewsDb } from './news-db.js'
+import { createNewsReads, type NewsReads } from './news-reads.js'
 
 /**
  * A demo "B" webserver: a small news site whose pages are ESI templates assembled by strata from
@@ -10,12 +13,13 @@ import type { Article, NewsDb } from './news-db.js'
 export interface DemoWebserverOptions {
   id: string
   db: NewsDb
-  /** Reads through the app's data cache when one is given (see the data-cache tier). */
-  reads?: {
-    list(): Promise<Article[]>
-    get(id: number): Promise<Article | undefined>
-    invalidate(id: number): Promise<void>
-  }
+  /**
+   * The webserver's own data cache (namespace `demo`) in front of `db`. `redis` (a URL) adds the
+   * shared L2 and the bus; without it the cache is L1 only with a short TTL (see news-reads.ts).
+   */
+  dataCache?: { redis?: string | undefined; ttl?: Duration }
+  /** Where the data cache logs Redis state changes; silent by default. */
+  logger?: Logger
   port?: number
   host?: string
 }
@@ -24,6 +28,7 @@ export interface DemoWebserver {
   readonly id: string
   readonly url: string
   readonly server: Server
+  readonly reads: NewsReads
   close(): Promise<void>
 }
 
@@ -52,7 +57,15 @@ ${main}
 
 export async function startDemoWebserver(opts: DemoWebserverOptions): Promise<DemoWebserver> {
   const { id, db } = opts
-  const reads = opts.reads ?? { list: () => db.list(), get: (n: number) => db.get(n), invalidate: async () => {} }
+  const reads = await createNewsReads({
+    db,
+    redis: opts.dataCache?.redis,
+    ...(opts.dataCache?.ttl === undefined ? {} : { ttl: opts.dataCache.ttl }),
+    ...(opts.logger === undefined ? {} : { logger: opts.logger.child({ webserver: id }) }),
+  })
+  // Without a shared L2 the other node may serve an edited article from its L1 until the data
+  // cache's TTL runs out; strata must not keep such a page for minutes, so it gets a short life.
+  const articleCacheControl = reads.shared ? 'public, s-maxage=300, max-age=0' : 'public, s-maxage=10, max-age=0'
 
   const send = (res: ServerResponse, status: number, headers: Record<string, string>, body: string) => {
     res.writeHead(status, { 'x-served-by': id, 'content-length': Buffer.byteLength(body), ...headers })
@@ -78,7 +91,7 @@ export async function startDemoWebserver(opts: DemoWebserverOptions): Promise<De
         const a = await reads.get(Number(article[1]))
         if (!a) return send(res, 404, { 'content-type': html, 'cache-control': 'public, max-age=10' }, page('Not found', '<h1>No such article</h1>'))
         const main = `<article><h1>${esc(a.title)}</h1><p>${esc(a.body)}</p><p><small>updated ${esc(a.updatedAt)}</small></p></article>`
-        return send(res, 200, { ...esiPage, 'cache-control': 'public, s-maxage=300, max-age=0', 'surrogate-key': `news article-${a.id}` }, page(a.title, main))
+        return send(res, 200, { ...esiPage, 'cache-control': articleCacheControl, 'surrogate-key': `news article-${a.id}` }, page(a.title, main))
       }
       if (path === '/fragments/header') {
         return send(res, 200, { 'content-type': html, 'cache-control': 'public, max-age=3600' }, `<header><a href="/"><strong>strata news</strong></a> · <a href="/news/1">first story</a></header>`)
@@ -107,6 +120,12 @@ export async function startDemoWebserver(opts: DemoWebserverOptions): Promise<De
         res.writeHead(303, { 'x-served-by': id, location: '/', 'set-cookie': `user=${name}; Path=/; HttpOnly; SameSite=Lax`, 'cache-control': 'no-store', 'content-length': 0 })
         return res.end()
       }
+      if (path === '/api/stats') {
+        // This node's data cache (hits per tier, misses, loader calls, Redis state) and the
+        // database's query count: what the data cache saves, visible with curl.
+        const body = JSON.stringify({ servedBy: id, dataCache: { mode: reads.shared ? 'l1+redis' : 'l1-only', ...reads.stats() }, db: { queries: db.queries } })
+        return send(res, 200, { 'content-type': 'application/json', 'cache-control': 'no-store' }, body)
+      }
       if (path === '/api/whoami') {
         return send(res, 200, { 'content-type': 'application/json', 'cache-control': 'no-store' }, JSON.stringify({ servedBy: id, user: cookies.get('user') ?? null, time: new Date().toISOString() }))
       }
@@ -115,7 +134,8 @@ export async function startDemoWebserver(opts: DemoWebserverOptions): Promise<De
 
     // POST /news/:id with a form or JSON body { "title": "…" } edits a record. strata invalidates
     // /news/:id itself (a successful unsafe request invalidates its URI); the app drops its
-    // data-cache copy, so the next read goes to the database.
+    // data-cache copies (deleteByTag on `article:<id>` and `news`, on every node when Redis is
+    // shared), so the next read goes to the database.
     const edit = /^\/news\/(\d+)$/.exec(path)
     if (method === 'POST' && edit) {
       const chunks: Buffer[] = []
@@ -143,19 +163,27 @@ export async function startDemoWebserver(opts: DemoWebserverOptions): Promise<De
     })
   })
   server.keepAliveTimeout = 65_000
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject)
-    server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => resolve())
-  })
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject)
+      server.listen(opts.port ?? 0, opts.host ?? '127.0.0.1', () => resolve())
+    })
+  } catch (err) {
+    await reads.close()
+    throw err
+  }
   const { port } = server.address() as AddressInfo
   return {
     id,
     url: `http://127.0.0.1:${port}`,
     server,
-    close: () =>
-      new Promise<void>((resolve) => {
+    reads,
+    async close() {
+      await new Promise<void>((resolve) => {
         server.closeAllConnections()
         server.close(() => resolve())
-      }),
+      })
+      await reads.close()
+    },
   }
 }
