@@ -55,12 +55,13 @@ export class EsiDelivery {
    * Returns undefined when the response is not an ESI template.
    */
   async programFor(result: CacheResult, originHeaders: Record<string, string | string[]> | undefined, path: string): Promise<{ program: EsiProgram; cacheControl: string | string[] | undefined } | undefined> {
+    // A stored template carries its program whatever form the body takes here (a Buffer, a gunzip
+    // stream for a client without gzip, or none for HEAD): the program alone is walked.
     const prepared = result.entry?.prepared as EsiProgram | undefined
-    if (prepared !== undefined && result.body !== null && !(result.body instanceof Readable)) {
-      return { program: prepared, cacheControl: result.entry!.headers['cache-control'] }
-    }
+    if (prepared !== undefined) return { program: prepared, cacheControl: result.entry!.headers['cache-control'] }
     if (originHeaders === undefined || !(result.body instanceof Readable) || !isEsiResponse(originHeaders, path, this.#config)) return undefined
-    const body = await readAll(decoded(result.body, headerValue(originHeaders, 'content-encoding')), this.#maxBody)
+    // result.headers, not the origin's: the page cache already decoded gzip for a client without it.
+    const body = await readAll(decoded(result.body, headerValue(result.headers, 'content-encoding')), this.#maxBody)
     const program = compile(body, { logger: this.#log })
     if (!program.hasEsi) {
       // Marked but without ESI: serve the bytes as they are.
@@ -136,14 +137,19 @@ export class EsiDelivery {
         url: url.pathname + url.search,
         headers: { ...init.headers, host: url.host },
       }
-      const result = await this.#cache.handle(req, (r, extra) =>
-        fetchOrigin(extra === undefined ? r : { ...r, headers: { ...r.headers, ...extra } }, { sameSite, signal: init.signal }),
-      )
-      return this.#toFragment(result, url.pathname, init.signal)
+      // The client-facing result has Surrogate-Control stripped; whether a fragment fetched now is
+      // itself a template is read from the origin's own headers.
+      let originHeaders: Record<string, string | string[]> | undefined
+      const result = await this.#cache.handle(req, async (r, extra) => {
+        const res = await fetchOrigin(extra === undefined ? r : { ...r, headers: { ...r.headers, ...extra } }, { sameSite, signal: init.signal })
+        originHeaders ??= res.headers
+        return res
+      })
+      return this.#toFragment(result, originHeaders, url.pathname, init.signal)
     }
   }
 
-  async #toFragment(result: CacheResult, path: string, signal: AbortSignal): Promise<FragmentResponse> {
+  async #toFragment(result: CacheResult, originHeaders: Record<string, string | string[]> | undefined, path: string, signal: AbortSignal): Promise<FragmentResponse> {
     const status = result.statusCode
     let program = result.entry?.prepared as EsiProgram | undefined
     let body: Buffer
@@ -156,7 +162,7 @@ export class EsiDelivery {
       } finally {
         signal.removeEventListener('abort', onAbort)
       }
-      if (program === undefined && isEsiResponse(result.headers, path, this.#config)) {
+      if (program === undefined && originHeaders !== undefined && isEsiResponse(originHeaders, path, this.#config)) {
         const compiled = compile(body, { logger: this.#log })
         if (compiled.hasEsi) program = compiled
       }
