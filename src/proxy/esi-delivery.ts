@@ -9,7 +9,7 @@ import { assemble, compile, isEsiResponse, prepareEsi, type EsiProgram, type Fra
 import { acceptsEncoding, keyTarget, type CacheEntry, type CacheRequest, type CacheResult, type OriginResponse, type PageCache } from '../page-cache/index.js'
 
 /** Fields of the template that don't describe the assembled page (RFC 9110 §8.6, §8.8). */
-const TEMPLATE_ONLY = ['content-length', 'etag', 'last-modified', 'accept-ranges', 'content-md5', 'content-encoding', 'surrogate-control']
+const TEMPLATE_ONLY = ['content-length', 'content-range', 'etag', 'last-modified', 'accept-ranges', 'content-md5', 'content-encoding', 'surrogate-control']
 
 export interface EsiDeliveryOptions {
   config: EsiConfig
@@ -122,7 +122,9 @@ export class EsiDelivery {
     void assembly.result.then((r) => {
       if (r.anyFailed) this.#log.warn({ url: request.url, failed: r.failed.map((f) => ({ src: f.src, reason: f.reason, handledBy: f.handledBy })) }, 'ESI includes failed')
     })
-    reply.code(result.statusCode === 206 ? 200 : result.statusCode).headers(headers)
+    // A Range was decided against the template's bytes; the assembled page is sent whole.
+    const status = result.statusCode === 206 || result.statusCode === 416 ? (result.entry?.status ?? 200) : result.statusCode
+    reply.code(status).headers(headers)
     return reply.send(body)
   }
 

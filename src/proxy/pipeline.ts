@@ -65,8 +65,9 @@ export class EdgePipeline {
     if (ctx.setCookie !== undefined && result.cacheStatus !== 'HIT') appendSetCookie(headers, ctx.setCookie)
     const esi = this.#esi
     // Only a stored template (a compiled program) or a response that just streamed from the
-    // origin can be ESI; a plain hit goes straight out.
-    if (esi !== undefined && request.method === 'GET' && result.statusCode !== 304 && (result.entry?.prepared !== undefined || (ctx.originHeaders !== undefined && result.body instanceof Readable))) {
+    // origin can be ESI; a plain hit goes straight out. HEAD is assembled too, so its headers are
+    // the ones GET would send (RFC 9110 §9.3.2), not the template's length and validators.
+    if (esi !== undefined && (request.method === 'GET' || request.method === 'HEAD') && (result.entry?.prepared !== undefined || (result.statusCode !== 304 && ctx.originHeaders !== undefined && result.body instanceof Readable))) {
       return this.#sendEsi(esi, request, reply, result, ctx)
     }
     reply.code(result.statusCode).headers(headers)
@@ -74,6 +75,16 @@ export class EdgePipeline {
   }
 
   async #sendEsi(esi: EsiDelivery, request: FastifyRequest, reply: FastifyReply, result: CacheResult, ctx: OriginContext): Promise<FastifyReply> {
+    if (result.statusCode === 304) {
+      // The edge matched the client's condition against the template's validators, but the
+      // assembled page has none (its parts change on their own), so the condition cannot hold
+      // (RFC 9110 §13.1.1): look the template up again without it and assemble.
+      const headers = { ...request.headers }
+      delete headers['if-none-match']
+      delete headers['if-modified-since']
+      result = await this.#cache.handle({ method: request.method, scheme: 'http', host: request.headers.host ?? '', url: request.url, headers }, ctx.fetch)
+      request.strata.cache = result.cacheStatus
+    }
     const q = request.url.indexOf('?')
     const found = await esi.programFor(result, ctx.originHeaders, q === -1 ? request.url : request.url.slice(0, q))
     if (found === undefined) {
