@@ -19,26 +19,24 @@ export type HeaderValue = string | string[] | undefined
 export type Headers = Record<string, HeaderValue>
 
 /**
- * Removes hop-by-hop headers, including any named in `Connection` (RFC 9110 §7.6.1), returning a
- * new object. Header names are expected lower-case (as Node and undici deliver them).
+ * Copies `headers` without the hop-by-hop fields, including any named in `Connection` (RFC 9110
+ * §7.6.1), and without the names in `drop`. Header names are expected lower-case (as Node and
+ * undici deliver them). Every place that forwards or stores headers goes through here.
  */
-export function stripHopByHop(headers: Headers): Record<string, string | string[]> {
+export function stripHopByHop(headers: Headers, drop?: ReadonlySet<string>): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {}
-  let extra: Set<string> | undefined
+  let named: Set<string> | undefined
   const conn = headers['connection']
   if (conn !== undefined) {
-    extra = new Set()
-    for (const v of Array.isArray(conn) ? conn : [conn]) {
-      for (const token of v.split(',')) {
-        const t = token.trim().toLowerCase()
-        if (t) extra.add(t)
-      }
+    named = new Set()
+    for (const token of (Array.isArray(conn) ? conn.join(',') : conn).split(',')) {
+      const t = token.trim().toLowerCase()
+      if (t) named.add(t)
     }
   }
   for (const name in headers) {
     const value = headers[name]
-    if (value === undefined) continue
-    if (HOP_BY_HOP.has(name) || extra?.has(name)) continue
+    if (value === undefined || HOP_BY_HOP.has(name) || drop?.has(name) || named?.has(name)) continue
     out[name] = value
   }
   return out

@@ -3,7 +3,7 @@
  * or reads the clock: callers pass `now`. Each rule cites the section it implements.
  */
 import type { CacheRule } from '../config/schema.js'
-import { HOP_BY_HOP, headerList, headerValue, type Headers } from '../core/headers.js'
+import { HOP_BY_HOP, headerList, headerValue, stripHopByHop, type Headers } from '../core/headers.js'
 
 export interface CacheDirectives {
   noStore: boolean
@@ -282,16 +282,7 @@ export const NOT_STORED: ReadonlySet<string> = new Set([
 
 /** The header fields to store for a response (§3.1), lower-case names. */
 export function storedHeaders(resHeaders: Headers): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {}
-  let extra: Set<string> | undefined
-  const conn = headerList(resHeaders, 'connection')
-  if (conn) extra = new Set(conn.split(',').map((s) => s.trim().toLowerCase()))
-  for (const name in resHeaders) {
-    const v = resHeaders[name]
-    if (v === undefined || NOT_STORED.has(name) || extra?.has(name)) continue
-    out[name] = v
-  }
-  return out
+  return stripHopByHop(resHeaders, NOT_STORED)
 }
 
 /**

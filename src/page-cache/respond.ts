@@ -5,7 +5,7 @@
  */
 import { createGunzip } from 'node:zlib'
 import { Readable } from 'node:stream'
-import { HOP_BY_HOP, headerList, type Headers } from '../core/headers.js'
+import { headerList, stripHopByHop, type Headers } from '../core/headers.js'
 import { withVia } from './entry.js'
 import { acceptsEncoding, ageSeconds, ifRangeMatches, isNotModified, parseRange, variantKey } from './policy.js'
 import type { CacheEntry, CacheRequest, CacheResult, CacheStatus } from './types.js'
@@ -108,20 +108,12 @@ export function deliver(entry: CacheEntry, req: CacheRequest, status: CacheStatu
 }
 
 /** Edge-only fields never sent to clients. */
-const EDGE_ONLY = new Set(['surrogate-control', 'surrogate-key'])
+const EDGE_ONLY: ReadonlySet<string> = new Set(['surrogate-control', 'surrogate-key'])
+const EDGE_ONLY_AND_COOKIE: ReadonlySet<string> = new Set([...EDGE_ONLY, 'set-cookie'])
 
 /** Origin response headers for the client: hop-by-hop and edge-only fields removed, Via added. */
 export function forwardHeaders(src: Headers, opts: { dropCookie: boolean }): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {}
-  let extra: Set<string> | undefined
-  const conn = headerList(src, 'connection')
-  if (conn) extra = new Set(conn.split(',').map((s) => s.trim().toLowerCase()))
-  for (const name in src) {
-    const v = src[name]
-    if (v === undefined || HOP_BY_HOP.has(name) || EDGE_ONLY.has(name) || extra?.has(name)) continue
-    if (opts.dropCookie && name === 'set-cookie') continue
-    out[name] = v
-  }
+  const out = stripHopByHop(src, opts.dropCookie ? EDGE_ONLY_AND_COOKIE : EDGE_ONLY)
   out['via'] = withVia(out['via'])
   return out
 }

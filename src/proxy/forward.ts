@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream'
 import { errors as undiciErrors, type Dispatcher } from 'undici'
 import { StrataError } from '../core/errors.js'
-import { HOP_BY_HOP } from '../core/headers.js'
+import { stripHopByHop } from '../core/headers.js'
 import type { UpstreamPools } from './upstream-pools.js'
 import type { Balancer, PickRequest, PickResult } from '../balancer/index.js'
 
@@ -27,6 +27,8 @@ export interface ForwardResponse {
 const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED'])
 const VIA = '1.1 strata'
+/** Expect is answered by strata's own server (100-continue); it is not forwarded. */
+const NOT_FORWARDED: ReadonlySet<string> = new Set(['expect'])
 
 /**
  * Builds the upstream request headers from the client's: hop-by-hop removed (RFC 9110 §7.6.1),
@@ -37,16 +39,7 @@ export function upstreamRequestHeaders(
   raw: Record<string, string | string[] | undefined>,
   client: { ip: string; proto: 'http' | 'https' },
 ): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {}
-  let connectionTokens: string[] | undefined
-  const conn = raw['connection']
-  if (conn !== undefined) connectionTokens = (Array.isArray(conn) ? conn.join(',') : conn).toLowerCase().split(',').map((t) => t.trim())
-  for (const name in raw) {
-    const v = raw[name]
-    if (v === undefined || HOP_BY_HOP.has(name) || name === 'expect') continue
-    if (connectionTokens !== undefined && connectionTokens.includes(name)) continue
-    out[name] = v
-  }
+  const out = stripHopByHop(raw, NOT_FORWARDED)
   const xff = raw['x-forwarded-for']
   out['x-forwarded-for'] = xff ? `${Array.isArray(xff) ? xff.join(', ') : xff}, ${client.ip}` : client.ip
   out['x-forwarded-proto'] = client.proto

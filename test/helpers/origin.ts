@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type ServerResponse, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
 
-export type Handler = (req: IncomingMessage, res: ServerResponse) => void | Promise<void>
+export type Handler = (req: IncomingMessage, res: ServerResponse) => unknown
 
 /** A real HTTP origin on an ephemeral port that counts what reached it. */
 export interface Origin {
