@@ -5,7 +5,7 @@ import { createLogger, type Logger } from './observability/logger.js'
 import { UpstreamPools } from './proxy/upstream-pools.js'
 import { Forwarder } from './proxy/forward.js'
 import { Balancer } from './balancer/index.js'
-import { createClients, type RedisClient } from './data-cache/redis-client.js'
+import { createRedisClient, type RedisClient } from './core/redis.js'
 import { createProxyServer } from './proxy/server.js'
 import { EdgePipeline } from './proxy/pipeline.js'
 import { PageCache, type CacheEntry } from './page-cache/index.js'
@@ -49,7 +49,7 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
   const pools = new UpstreamPools(config.timeouts)
   const sticky = config.balancer.sticky
   // Learn-mode sessions are shared through Redis when the cluster has one, so every node agrees.
-  const learnRedis: RedisClient | undefined = sticky?.mode === 'learn' && config.cache.redis !== null ? createClients(config.cache.redis).main : undefined
+  const learnRedis: RedisClient | undefined = sticky?.mode === 'learn' && config.cache.redis !== null ? createRedisClient(config.cache.redis) : undefined
   const balancer = new Balancer({
     upstreams: config.upstreams,
     config: config.balancer,

@@ -1,5 +1,5 @@
 import type { Logger } from '../observability/logger.js'
-import type { RedisClient } from './redis-client.js'
+import type { RedisClient } from '../core/redis.js'
 import type { RedisTier } from './l2.js'
 
 export const BUS_MESSAGE_TYPES = { set: 'set', delete: 'delete', tag: 'tag', clear: 'clear' } as const

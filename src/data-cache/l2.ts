@@ -3,7 +3,7 @@ import type { Clock } from '../core/clock.js'
 import { CircuitBreaker, type BreakerState } from './breaker.js'
 import { decodeRecord, type Entry } from './entry.js'
 import type { Serializer } from './serializer.js'
-import { isCluster, type RedisClient } from './redis-client.js'
+import { isCluster, type RedisClient } from '../core/redis.js'
 
 export const REDIS_STATES = { connecting: 'connecting', ready: 'ready', down: 'down' } as const
 export type RedisState = (typeof REDIS_STATES)[keyof typeof REDIS_STATES]

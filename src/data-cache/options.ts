@@ -1,4 +1,4 @@
-import type { Cluster, ClusterOptions, Redis, RedisOptions } from 'ioredis'
+import { isRedisClient, type RedisClient, type RedisConnectOption } from '../core/redis.js'
 import { StrataError } from '../core/errors.js'
 import { parseDuration } from '../core/duration.js'
 import { systemClock, type Clock } from '../core/clock.js'
@@ -8,13 +8,8 @@ import { isSerializer, jsonSerializer, msgpackSerializer, type Serializer, type 
 /** Milliseconds as a number, or a string such as '250ms', '10s', '5m', '1h'. */
 export type Duration = number | string
 
-/** The `redis` option: a URL, a ready ioredis client, a Cluster, or Sentinel coordinates. */
-export type RedisOption =
-  | string
-  | Redis
-  | Cluster
-  | { cluster: string[]; options?: ClusterOptions }
-  | { sentinels: string[]; name: string; options?: RedisOptions }
+/** The `redis` option: a URL, a ready ioredis client, a Cluster, or Cluster / Sentinel coordinates. */
+export type RedisOption = RedisConnectOption | RedisClient
 
 export interface LockOptions {
   /** Default true when the object form is used. */
@@ -138,16 +133,6 @@ export function validateName(value: unknown, field: string): string {
   return value
 }
 
-function isIoredisClient(value: unknown): value is Redis | Cluster {
-  // Duck-typed so two copies of ioredis in node_modules still work.
-  return (
-    typeof value === 'object' &&
-    value !== null &&
-    typeof (value as Redis).duplicate === 'function' &&
-    typeof (value as Redis).getBuffer === 'function'
-  )
-}
-
 function validateUrl(value: unknown, field: string): string {
   if (typeof value !== 'string') fail(field, 'must be a redis:// URL')
   let url: URL
@@ -163,7 +148,7 @@ function validateUrl(value: unknown, field: string): string {
 function validateRedis(value: unknown): RedisOption | undefined {
   if (value === undefined) return undefined
   if (typeof value === 'string') return validateUrl(value, 'redis')
-  if (isIoredisClient(value)) return value
+  if (isRedisClient(value)) return value
   if (!isPlainObject(value)) fail('redis', 'must be a URL, an ioredis instance, { cluster: [...] } or { sentinels: [...], name }')
   if ('cluster' in value) {
     onlyKeys(value, ['cluster', 'options'], 'redis')

@@ -6,11 +6,12 @@
  *   invalidate       pub/sub channel of BusMessage JSON
  * Keys expire with their longest-lived variant; each variant's own deleteAt is checked on read.
  */
-import { Redis, Cluster, type RedisOptions } from 'ioredis'
 import { Packr } from 'msgpackr'
 import type { Logger } from 'pino'
 import type { RedisOption } from '../config/schema.js'
 import { systemClock, type Clock } from '../core/clock.js'
+import type { Redis } from 'ioredis'
+import { createRedisClient as connect, isCluster, isRedisClient, type RedisClient } from '../core/redis.js'
 import { silentLogger } from '../observability/logger.js'
 import type { BusMessage, InvalidationBus } from './bus.js'
 import { selectsEntry, soften, type PageStore, type PurgeOptions, type PurgeSelector, type StoreStats } from './store.js'
@@ -21,7 +22,11 @@ const ENTRY = `${REDIS_PREFIX}e:`
 const TAG = `${REDIS_PREFIX}t:`
 export const BUS_CHANNEL = `${REDIS_PREFIX}invalidate`
 
-type Client = Redis | Cluster
+type Client = RedisClient
+
+/** L2 fails fast: connecting may take a few timeouts' worth, commands never queue. */
+const createRedisClient = (opt: NonNullable<RedisOption>, timeoutMs: number, subscriber = false): Client =>
+  connect(opt, { subscriber, connectTimeoutMs: Math.max(1000, timeoutMs * 4) })
 
 export interface RedisStoreOptions {
   redis: NonNullable<RedisOption> | Client
@@ -34,33 +39,6 @@ export interface RedisStoreOptions {
 const PEXPIRE_MAX = `local t = redis.call('PTTL', KEYS[1])
 if t >= 0 and t >= tonumber(ARGV[1]) then return 0 end
 return redis.call('PEXPIRE', KEYS[1], ARGV[1])`
-
-function hostPort(u: string): { host: string; port: number } {
-  const url = new URL(u)
-  return { host: url.hostname, port: url.port === '' ? 6379 : Number(url.port) }
-}
-
-/**
- * A client that fails fast when Redis is away (no offline queue, one retry), reconnecting in the
- * background. `subscriber` clients queue their SUBSCRIBE until connected.
- */
-export function createRedisClient(opt: NonNullable<RedisOption>, timeoutMs: number, subscriber = false): Client {
-  const common: RedisOptions = {
-    enableOfflineQueue: subscriber,
-    maxRetriesPerRequest: subscriber ? null : 1,
-    connectTimeout: Math.max(1000, timeoutMs * 4),
-    retryStrategy: (times) => Math.min(50 * times, 1000),
-    lazyConnect: false,
-  }
-  if (typeof opt === 'string') {
-    const url = new URL(opt)
-    return new Redis(opt, { ...common, ...(url.protocol === 'rediss:' ? { tls: {} } : {}) })
-  }
-  if ('cluster' in opt) {
-    return new Cluster(opt.cluster.map(hostPort), { redisOptions: common, enableOfflineQueue: subscriber, clusterRetryStrategy: (times) => Math.min(50 * times, 1000) })
-  }
-  return new Redis({ ...common, sentinels: opt.sentinels.map(hostPort), name: opt.name })
-}
 
 const packr = new Packr({ useRecords: false })
 
@@ -99,8 +77,8 @@ export class RedisStore implements PageStore {
   #log: Logger
 
   constructor(opts: RedisStoreOptions) {
-    this.#own = !(opts.redis instanceof Redis || opts.redis instanceof Cluster)
-    this.client = opts.redis instanceof Redis || opts.redis instanceof Cluster ? opts.redis : createRedisClient(opts.redis, opts.timeoutMs)
+    this.#own = !isRedisClient(opts.redis)
+    this.client = isRedisClient(opts.redis) ? opts.redis : createRedisClient(opts.redis, opts.timeoutMs)
     this.#clock = opts.clock ?? systemClock
     this.#log = opts.logger ?? silentLogger
     this.client.on('error', (err: Error) => this.#log.debug({ err }, 'redis (L2) connection error'))
@@ -191,7 +169,7 @@ export class RedisStore implements PageStore {
 
   /** SCAN over every entry hash (on every master of a cluster), in batches. */
   async #scan(onBatch: (keys: string[]) => Promise<void>): Promise<void> {
-    const nodes: Redis[] = this.client instanceof Cluster ? this.client.nodes('master') : [this.client]
+    const nodes: Redis[] = isCluster(this.client) ? this.client.nodes('master') : [this.client]
     for (const node of nodes) {
       let cursor = '0'
       do {
@@ -227,7 +205,7 @@ export class RedisBus implements InvalidationBus {
   #handlers: ((msg: BusMessage) => void)[] = []
 
   constructor(opts: RedisStoreOptions) {
-    if (opts.redis instanceof Redis || opts.redis instanceof Cluster) throw new TypeError('RedisBus needs connection options, not a client')
+    if (isRedisClient(opts.redis)) throw new TypeError('RedisBus needs connection options, not a client')
     this.#log = opts.logger ?? silentLogger
     this.#pub = createRedisClient(opts.redis, opts.timeoutMs)
     this.#sub = createRedisClient(opts.redis, opts.timeoutMs, true)
