@@ -39,6 +39,8 @@ export type FragmentFetcher = (
   init: { readonly headers: Record<string, string>; readonly signal: AbortSignal; readonly depth: number },
 ) => Promise<FragmentResponse>
 
+export type FragmentLookup = (url: URL, init: { readonly headers: Record<string, string>; readonly depth: number }) => FragmentResponse | undefined
+
 export type AssembleConfig = Pick<
   EsiConfig,
   'allowedHosts' | 'maxDepth' | 'maxConcurrentIncludes' | 'maxIncludes' | 'fragmentTimeoutMs' | 'onError' | 'forwardHeaders'
@@ -50,6 +52,11 @@ export interface AssembleContext {
   /** The client request headers, names lower-case. */
   readonly headers: Headers
   readonly fetch: FragmentFetcher
+  /**
+   * Answers an include from memory, synchronously, when it can (a fresh cached fragment): the
+   * include then costs no promise, timer or abort signal. Undefined sends it to `fetch`.
+   */
+  readonly lookup?: FragmentLookup
   readonly config: AssembleConfig
   readonly logger?: Logger
   /** The template response's Cache-Control (folded into the client's Cache-Control). */
@@ -184,6 +191,7 @@ class State {
   readonly failures: EsiIncludeFailure[] = []
   readonly sem: Semaphore
   readonly fetch: FragmentFetcher
+  readonly lookup: FragmentLookup | undefined
   readonly forward: Record<string, string> = {}
   fetches = 0
   aborted = false
@@ -194,9 +202,11 @@ class State {
   constructor(ctx: AssembleContext) {
     this.config = ctx.config
     this.vars = new RequestVars(ctx.headers, ctx.pageUrl)
-    this.log = (ctx.logger ?? silentLogger).child({ module: 'esi' })
+    // The caller's logger is used as is (a child per page would cost more than the page).
+    this.log = ctx.logger ?? silentLogger
     this.sem = new Semaphore(ctx.config.maxConcurrentIncludes)
     this.fetch = ctx.fetch
+    this.lookup = ctx.lookup
     this.fatalPromise = new Promise((resolve) => (this.#onFatal = resolve))
     for (const name of ctx.config.forwardHeaders) {
       const n = name.toLowerCase()
@@ -228,7 +238,7 @@ class State {
           break
         }
         case 'include':
-          out.push(new Pending(this.#include(node, scope, frag), this))
+          if (this.lookup === undefined || !this.#fromMemory(node, scope, frag, out)) out.push(new Pending(this.#include(node, scope, frag), this))
           break
         case 'choose': {
           // ESI 1.0 §3.3: the first when whose test is true, else otherwise. Branches not taken
@@ -269,6 +279,29 @@ class State {
       this.log.error({ err }, 'ESI try crashed')
       return []
     }
+  }
+
+  /**
+   * The synchronous path for an include whose fragment is in memory and fresh: spliced in during
+   * the walk. Returns false (and changes nothing) when the include must go through `fetch`.
+   */
+  #fromMemory(node: EsiInclude, scope: Scope, frag: Frag, out: Slot[]): boolean {
+    const depth = frag.depth + 1
+    if (depth > this.config.maxDepth || this.fetches >= this.config.maxIncludes || scope.cancel.aborted) return false
+    const url = resolveIncludeSrc(this.vars.render(node.src, encodeURIComponent), frag.baseUrl, this.config.allowedHosts)
+    if (!(url instanceof URL) || frag.chain.includes(url.href)) return false
+    const res = this.lookup!(url, { headers: this.forward, depth })
+    if (res === undefined || res.statusCode < 200 || res.statusCode > 299) return false
+    // A nested template under onError "fail" must settle before it counts: the async path does that.
+    if (res.program?.hasEsi && this.config.onError === 'fail') return false
+    this.fetches++
+    this.cc.add(res.headers['cache-control'])
+    if (!res.program?.hasEsi) {
+      if (res.body.length) out.push(res.body)
+      return true
+    }
+    this.plan(res.program.nodes, new PageScope(scope.cancel, this), { baseUrl: url, depth, chain: [...frag.chain, url.href] }, out)
+    return true
   }
 
   async #include(node: EsiInclude, scope: Scope, frag: Frag): Promise<Slot[]> {
@@ -388,9 +421,14 @@ export class EsiAssembly implements AsyncIterable<Buffer> {
       else sig.addEventListener('abort', () => this.abort(sig.reason), { once: true })
     }
     state.cc.add(ctx.cacheControl)
-    const page = new URL(ctx.pageUrl)
-    page.hash = ''
-    const frag: Frag = { baseUrl: ctx.pageUrl, depth: ctx.depth ?? 0, chain: ctx.chain ?? [page.href] }
+    let chain = ctx.chain
+    if (chain === undefined) {
+      let href = ctx.pageUrl.href
+      const hash = href.indexOf('#')
+      if (hash !== -1) href = href.slice(0, hash)
+      chain = [href]
+    }
+    const frag: Frag = { baseUrl: ctx.pageUrl, depth: ctx.depth ?? 0, chain }
     this.#slots = []
     let settled!: () => void
     const done = new Promise<void>((resolve) => (settled = resolve))

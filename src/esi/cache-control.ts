@@ -14,7 +14,21 @@ export interface PartLifetime {
   readonly noCache: boolean
 }
 
+const lifetimes = new Map<string, PartLifetime>()
+
+/** Parses one part's Cache-Control; remembered per distinct value (a site sends few). */
 export function parsePartLifetime(value: string | string[] | undefined): PartLifetime {
+  if (typeof value !== 'string') return parseUncached(value)
+  let r = lifetimes.get(value)
+  if (r === undefined) {
+    r = Object.freeze(parseUncached(value))
+    if (lifetimes.size >= 1000) lifetimes.clear()
+    lifetimes.set(value, r)
+  }
+  return r
+}
+
+function parseUncached(value: string | string[] | undefined): PartLifetime {
   let maxAge: number | undefined
   let priv = false
   let noStore = false

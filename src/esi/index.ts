@@ -16,6 +16,7 @@ export type {
   FailureHandling,
   FailureReason,
   FragmentFetcher,
+  FragmentLookup,
   FragmentResponse,
 } from './assemble.js'
 export { resolveIncludeSrc, isForbiddenAddress } from './resolve-src.js'

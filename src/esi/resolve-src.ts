@@ -104,10 +104,36 @@ function hostAllowed(url: URL, allowedHosts: readonly string[]): boolean {
   return false
 }
 
+type Resolution = URL | { error: string }
+
+/**
+ * Resolutions are pure functions of (src, base, allowlist), and a site has few distinct srcs, so
+ * they are remembered: a cached page's includes then cost a map lookup instead of a URL parse and
+ * an address check each. Bounded; cleared when full. The URLs are shared: treat them as read-only.
+ */
+const MEMO_MAX = 10_000
+const memo = new WeakMap<readonly string[], Map<string, Resolution>>()
+
 /**
  * Resolves an include `src` against the page URL, or says why it is refused. Never throws.
+ * The returned URL may be shared between requests: do not mutate it.
  */
-export function resolveIncludeSrc(src: string, pageUrl: URL, allowedHosts: readonly string[]): URL | { error: string } {
+export function resolveIncludeSrc(src: string, pageUrl: URL, allowedHosts: readonly string[]): Resolution {
+  // A path-absolute src ("/frag") depends on the page's origin only; anything else on the whole URL.
+  const base = src.charCodeAt(0) === 47 && src.charCodeAt(1) !== 47 ? `${pageUrl.protocol}//${pageUrl.host}` : pageUrl.href
+  const key = `${base} ${src}`
+  let table = memo.get(allowedHosts)
+  if (table === undefined) memo.set(allowedHosts, (table = new Map()))
+  let r = table.get(key)
+  if (r === undefined) {
+    r = resolveUncached(src, pageUrl, allowedHosts)
+    if (table.size >= MEMO_MAX) table.clear()
+    table.set(key, r)
+  }
+  return r
+}
+
+function resolveUncached(src: string, pageUrl: URL, allowedHosts: readonly string[]): Resolution {
   const s = src.trim()
   if (!s) return { error: 'empty src' }
   let url: URL

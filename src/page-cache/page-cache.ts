@@ -157,6 +157,22 @@ export class PageCache {
     return this.#afterL1Miss(key, req, fetchOrigin, variants !== undefined)
   }
 
+  /**
+   * The fresh L1 entry for a GET, synchronously, or undefined: no fetch, no L2, no waiting, no
+   * response object. Counted as a hit. ESI splices cached fragments with it, without a promise,
+   * a timer or a header copy per include.
+   */
+  freshEntry(req: CacheRequest): CacheEntry | undefined {
+    if (!this.#config.enabled || req.method !== 'GET') return undefined
+    const variants = this.#l1.get(this.#key(req.scheme, req.host, req.url))
+    if (variants === undefined) return undefined
+    const entry = selectVariant(variants, req.headers)
+    if (entry === undefined || entry.staleAt <= this.#clock.now()) return undefined
+    this.#s.hits++
+    this.#s.l1Hits++
+    return entry
+  }
+
   async #afterL1Miss(key: string, req: CacheRequest, fetchOrigin: OriginFetch, primaryFound: boolean): Promise<CacheResult> {
     if (this.#l2 !== undefined && !this.#flights.has(key)) {
       const variants = await this.#l2.get(key)

@@ -5,7 +5,7 @@ import type { EsiConfig } from '../config/schema.js'
 import type { Logger } from '../observability/logger.js'
 import { StrataError } from '../core/errors.js'
 import { headerValue } from '../core/headers.js'
-import { assemble, compile, isEsiResponse, prepareEsi, type EsiProgram, type FragmentFetcher, type FragmentResponse } from '../esi/index.js'
+import { assemble, compile, isEsiResponse, prepareEsi, type EsiProgram, type FragmentFetcher, type FragmentLookup, type FragmentResponse } from '../esi/index.js'
 import { acceptsEncoding, keyTarget, type CacheEntry, type CacheRequest, type CacheResult, type OriginResponse, type PageCache } from '../page-cache/index.js'
 
 /** Fields of the template that don't describe the assembled page (RFC 9110 §8.6, §8.8). */
@@ -84,18 +84,18 @@ export class EsiDelivery {
     const { program, cacheControl: templateCacheControl } = found
     const host = request.headers.host ?? 'localhost'
     const pageUrl = new URL(`http://${host}${request.url}`)
-    const abort = new AbortController()
-    request.raw.once('close', () => {
-      if (!reply.raw.writableFinished) abort.abort(new Error('client closed the connection'))
-    })
     const assembly = assemble(program, {
       pageUrl,
       headers: request.headers,
       fetch: this.#fetcher(pageUrl.host, fetchOrigin),
+      lookup: this.#lookup,
       config: this.#config,
       logger: this.#log,
-      signal: abort.signal,
       ...(templateCacheControl === undefined ? {} : { cacheControl: templateCacheControl }),
+    })
+    // The client left: stop fetching for nobody.
+    request.raw.once('close', () => {
+      if (!reply.raw.writableFinished) assembly.abort(new Error('client closed the connection'))
     })
     const head = await assembly.head
     if (head.error) {
@@ -113,19 +113,45 @@ export class EsiDelivery {
     headers['cache-control'] = final ?? 'private, max-age=0'
     const etag = result.entry?.etag
     if (etag !== undefined) delete headers['etag']
-    let body: Readable = assembly.toReadable()
-    if (this.#config.compress && acceptsEncoding(headerValue(request.headers, 'accept-encoding'), 'gzip')) {
-      body = body.pipe(createGzip())
-      headers['content-encoding'] = 'gzip'
-      headers['vary'] = appendVary(headers['vary'], 'Accept-Encoding')
+    const compress = this.#config.compress && acceptsEncoding(headerValue(request.headers, 'accept-encoding'), 'gzip')
+    let body: Readable | undefined
+    if (final === undefined || compress) {
+      body = assembly.toReadable()
+      if (compress) {
+        body = body.pipe(createGzip())
+        headers['content-encoding'] = 'gzip'
+        headers['vary'] = appendVary(headers['vary'], 'Accept-Encoding')
+      }
     }
     void assembly.result.then((r) => {
       if (r.anyFailed) this.#log.warn({ url: request.url, failed: r.failed.map((f) => ({ src: f.src, reason: f.reason, handledBy: f.handledBy })) }, 'ESI includes failed')
     })
     // A Range was decided against the template's bytes; the assembled page is sent whole.
     const status = result.statusCode === 206 || result.statusCode === 416 ? (result.entry?.status ?? 200) : result.statusCode
-    reply.code(status).headers(headers)
-    return reply.send(body)
+    if (body !== undefined) {
+      reply.code(status).headers(headers)
+      return reply.send(body)
+    }
+    // Everything was ready before the first byte (the common case: every fragment cached). The
+    // page is still chunked without a Content-Length, like every assembled page, but goes out as
+    // one chunk: write + end in one tick are corked into a single socket write. Fastify's stream
+    // machinery costs more than the assembly here, so the raw response is used (onResponse hooks,
+    // and so the access log, still run).
+    const page = await assembly.toBuffer()
+    reply.hijack()
+    const res = reply.raw
+    res.writeHead(status, headers)
+    if (page.length > 0) res.write(page)
+    res.end()
+    return reply
+  }
+
+  /** A fresh fragment in L1, answered during the program walk (identity-encoded entries only). */
+  readonly #lookup: FragmentLookup = (url, init) => {
+    const entry = this.#cache.freshEntry({ method: 'GET', scheme: url.protocol === 'https:' ? 'https' : 'http', host: url.host, url: url.pathname + url.search, headers: init.headers })
+    if (entry === undefined || entry.encoding !== '') return undefined
+    const program = entry.prepared as EsiProgram | undefined
+    return program === undefined ? { statusCode: entry.status, headers: entry.headers, body: entry.body } : { statusCode: entry.status, headers: entry.headers, body: entry.body, program }
   }
 
   /** Each include is a sub-request through the page cache: its own key, TTL, Vary and coalescing. */
