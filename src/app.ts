@@ -32,6 +32,8 @@ export interface Strata {
 
 export interface CreateStrataOptions {
   logger?: Logger
+  /** A buffered writer for access-log lines (the CLI passes one on stdout); default: the logger. */
+  accessLines?: { write(line: string): unknown }
 }
 
 function urlOf(app: FastifyInstance): { host: string; port: number; url: string } {
@@ -72,7 +74,7 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     pools,
     ...(esi === undefined ? {} : { esi, extraUpstreamHeaders: { 'surrogate-capability': SURROGATE_CAPABILITY } }),
   })
-  const proxy = createProxyServer({ config, logger, pipeline })
+  const proxy = createProxyServer({ config, logger, pipeline, ...(opts.accessLines === undefined ? {} : { accessLines: opts.accessLines }) })
   const admin = config.admin.enabled ? createAdminServer({ config, logger, version: VERSION, routes: [upstreamRoutes(balancer), cacheRoutes(cache, balancer)] }) : null
 
   let closing: Promise<void> | undefined

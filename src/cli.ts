@@ -69,8 +69,8 @@ export async function main(argv: string[]): Promise<number> {
       } catch (err) {
         return reportConfigError(err)
       }
-      const { logger, flush } = createServerLogger(process.env['STRATA_LOG_LEVEL'] ?? config.log.level)
-      const strata = createStrata(config, { logger })
+      const { logger, accessLines, flush } = createServerLogger(process.env['STRATA_LOG_LEVEL'] ?? config.log.level)
+      const strata = createStrata(config, { logger, accessLines })
       return run(logger, () => strata.listen().then(() => strata), (s) => s.close(), config.timeouts.shutdownMs).finally(flush)
     }
     case 'demo': {

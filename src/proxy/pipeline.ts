@@ -70,8 +70,23 @@ export class EdgePipeline {
     if (esi !== undefined && (request.method === 'GET' || request.method === 'HEAD') && (result.entry?.prepared !== undefined || (result.statusCode !== 304 && ctx.originHeaders !== undefined && result.body instanceof Readable))) {
       return this.#sendEsi(esi, request, reply, result, ctx)
     }
+    const body = result.body
+    if (body === null || Buffer.isBuffer(body)) {
+      // Stored bytes (or none): written straight to the raw response, one corked write of the
+      // head and the body. Fastify's reply bookkeeping (header copies, onSend, length checks) costs
+      // more than the whole cache lookup; its onResponse hooks, and so the access log, still run.
+      reply.hijack()
+      const res = reply.raw
+      if (body !== null && headers['content-length'] === undefined) headers['content-length'] = String(body.length)
+      res.writeHead(result.statusCode, headers)
+      if (body === null) res.end()
+      else res.end(body)
+      request.strata.ended(result.statusCode)
+      return reply
+    }
+    request.strata.whenFinished(reply.raw)
     reply.code(result.statusCode).headers(headers)
-    return reply.send(result.body)
+    return reply.send(body)
   }
 
   async #sendEsi(esi: EsiDelivery, request: FastifyRequest, reply: FastifyReply, result: CacheResult, ctx: OriginContext): Promise<FastifyReply> {
@@ -88,6 +103,7 @@ export class EdgePipeline {
     const q = request.url.indexOf('?')
     const found = await esi.programFor(result, ctx.originHeaders, q === -1 ? request.url : request.url.slice(0, q))
     if (found === undefined) {
+      request.strata.whenFinished(reply.raw)
       reply.code(result.statusCode).headers(result.headers)
       return reply.send(result.body)
     }

@@ -1,14 +1,51 @@
+import type { ServerResponse } from 'node:http'
 import { fastify, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from '../observability/logger.js'
+import { createAccessLog } from '../observability/access-log.js'
 import type { StrataConfig } from '../config/schema.js'
 import { StrataError, isStrataError } from '../core/errors.js'
 import { rejectReason } from './request-guard.js'
 import type { EdgePipeline } from './pipeline.js'
 
-/** Per-request facts the access log reports. */
-export interface RequestFacts {
-  cache: string
-  upstream: string | undefined
+type AccessLogFn = NonNullable<ReturnType<typeof createAccessLog>>
+
+/**
+ * Per-request facts the access log reports, and the access log's trigger. Buffered responses
+ * (every cache hit) are logged as soon as they are handed to the socket (`ended`); streamed ones
+ * when the response closes (`whenFinished`). Fastify's onResponse hook would add two listeners and
+ * a hook run to every request, which cost more than the cache hit itself.
+ */
+export class RequestFacts {
+  cache = 'PASS'
+  upstream: string | undefined = undefined
+  readonly #start = performance.now()
+  readonly #request: FastifyRequest
+  #log: AccessLogFn | undefined
+
+  constructor(request: FastifyRequest, log: AccessLogFn | undefined) {
+    this.#request = request
+    this.#log = log
+  }
+
+  /** The whole response was written: log it now (once). */
+  ended(status: number): void {
+    const log = this.#log
+    if (log === undefined) return
+    this.#log = undefined
+    log({
+      method: this.#request.method,
+      url: this.#request.url,
+      status,
+      ms: Math.round((performance.now() - this.#start) * 100) / 100,
+      upstream: this.upstream,
+      cache: this.cache,
+    })
+  }
+
+  /** The response is streamed: log when it closes (finished or aborted). */
+  whenFinished(res: ServerResponse): void {
+    if (this.#log !== undefined) res.once('close', () => this.ended(res.statusCode))
+  }
 }
 
 declare module 'fastify' {
@@ -21,6 +58,8 @@ export interface ProxyServerOptions {
   config: StrataConfig
   logger: Logger
   pipeline: EdgePipeline
+  /** Where access-log lines go; default: the logger's own stream. */
+  accessLines?: { write(line: string): unknown }
 }
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE'] as const
@@ -49,28 +88,13 @@ export function createProxyServer(opts: ProxyServerOptions): FastifyInstance {
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_req, payload, done) => done(null, payload))
 
-  const accessLog = config.log.access
-  app.addHook('onResponse', (request, reply, done) => {
-    if (accessLog) {
-      logger.info(
-        {
-          method: request.method,
-          url: request.url,
-          status: reply.statusCode,
-          ms: Math.round(reply.elapsedTime * 100) / 100,
-          upstream: request.strata?.upstream,
-          cache: request.strata?.cache ?? 'PASS',
-        },
-        'request',
-      )
-    }
-    done()
-  })
+  const accessLog = config.log.access ? createAccessLog(logger, opts.accessLines) : undefined
 
   app.setErrorHandler((err: unknown, request, reply) => {
     const e = isStrataError(err) ? err : toStrataError(err)
     if (e.statusCode >= 500) logger.warn({ err: { code: e.code, message: e.message }, method: request.method, url: request.url, upstream: request.strata?.upstream }, 'proxy error')
     if (reply.sent || reply.raw.headersSent) return
+    request.strata?.whenFinished(reply.raw)
     reply.code(e.statusCode).header('content-type', 'application/json; charset=utf-8')
     if (e.code === 'STRATA_NO_UPSTREAM') reply.header('retry-after', String(e.retryAfter ?? 1))
     return reply.send(`{"error":"${e.code}","message":${JSON.stringify(e.message)}}\n`)
@@ -82,9 +106,10 @@ export function createProxyServer(opts: ProxyServerOptions): FastifyInstance {
     // The request guard runs here rather than in an onRequest hook: one hook less on every request,
     // and the body parser only hands over the stream, so nothing was read yet.
     handler: (request: FastifyRequest, reply: FastifyReply) => {
-      request.strata = { cache: 'PASS', upstream: undefined }
+      const facts = (request.strata = new RequestFacts(request, accessLog))
       const reason = rejectReason(request.raw)
       if (reason === undefined) return pipeline.handle(request, reply)
+      facts.whenFinished(reply.raw)
       reply.code(400).header('content-type', 'application/json; charset=utf-8').header('connection', 'close')
       return reply.send(`{"error":"STRATA_BAD_REQUEST","message":${JSON.stringify(reason)}}\n`)
     },
