@@ -97,6 +97,7 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
         const deadline = new Promise<boolean>((resolve) => {
           timer = setTimeout(() => resolve(false), config.timeouts.shutdownMs)
         })
+        pipeline.fastPath = false
         const graceful = Promise.all([proxy.close(), admin?.close()]).then(() => true)
         // server.close() only drops connections idle at that moment; keep-alive connections of
         // requests that finish later must be closed as they turn idle.

@@ -173,6 +173,29 @@ export class PageCache {
     return entry
   }
 
+  /**
+   * A complete response for a fresh L1 hit that needs no further processing (no `prepared`
+   * program, body in memory), synchronously; undefined otherwise, with nothing counted. The
+   * proxy's fast path answers these without its framework.
+   */
+  freshHit(req: CacheRequest): CacheResult | undefined {
+    if (!this.#config.enabled) return undefined
+    const variants = this.#l1.get(this.#key(req.scheme, req.host, req.url))
+    if (variants === undefined) return undefined
+    const entry = selectVariant(variants, req.headers)
+    const now = this.#clock.now()
+    if (entry === undefined || entry.staleAt <= now || entry.prepared !== undefined) return undefined
+    const result = deliver(entry, req, 'HIT', now, 'hit')
+    if (result.body !== null && !Buffer.isBuffer(result.body)) {
+      // gunzip on the fly: a stream, left to the full path.
+      result.body.destroy()
+      return undefined
+    }
+    this.#s.hits++
+    this.#s.l1Hits++
+    return result
+  }
+
   async #afterL1Miss(key: string, req: CacheRequest, fetchOrigin: OriginFetch, primaryFound: boolean): Promise<CacheResult> {
     if (this.#l2 !== undefined && !this.#flights.has(key)) {
       const variants = await this.#l2.get(key)

@@ -1,4 +1,7 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
+import type { AccessRecord } from '../observability/access-log.js'
+import { rejectReason } from './request-guard.js'
 import { Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import type { Balancer, PickRequest } from '../balancer/index.js'
@@ -40,6 +43,34 @@ export class EdgePipeline {
     this.#pools = opts.pools
     this.#esi = opts.esi
     this.#extraUpstreamHeaders = opts.extraUpstreamHeaders ?? {}
+  }
+
+  /** Off while shutting down, so draining connections get fastify's 503 + Connection: close. */
+  fastPath = true
+
+  /**
+   * The cache-hit fast path, on the raw Node request and response, before fastify: a GET or HEAD
+   * whose answer is a fresh stored response needing no processing (no ESI program, no gunzip) is
+   * written here — one key computation, one map lookup, one corked write. Returns false, having
+   * touched nothing, for everything else, which then goes through fastify and `handle`.
+   */
+  tryHit(req: IncomingMessage, res: ServerResponse, log: ((r: AccessRecord) => void) | undefined): boolean {
+    const method = req.method
+    if ((method !== 'GET' && method !== 'HEAD') || !this.fastPath) return false
+    const start = log === undefined ? 0 : performance.now()
+    const url = req.url ?? '/'
+    const headers = req.headers
+    if (rejectReason(req) !== undefined) return false
+    const result = this.#cache.freshHit({ method, scheme: 'http', host: headers.host ?? '', url, headers })
+    if (result === undefined) return false
+    const body = result.body as Buffer | null
+    const out = result.headers
+    if (body !== null && out['content-length'] === undefined) out['content-length'] = String(body.length)
+    res.writeHead(result.statusCode, out)
+    if (body === null) res.end()
+    else res.end(body)
+    log?.({ method, url, status: result.statusCode, ms: Math.round((performance.now() - start) * 100) / 100, upstream: undefined, cache: 'HIT' })
+    return true
   }
 
   /** Handles one client request; resolves once the response has been handed to fastify. */

@@ -1,4 +1,4 @@
-import type { ServerResponse } from 'node:http'
+import { createServer, type ServerResponse } from 'node:http'
 import { fastify, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from '../observability/logger.js'
 import { createAccessLog } from '../observability/access-log.js'
@@ -70,14 +70,22 @@ const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TR
  */
 export function createProxyServer(opts: ProxyServerOptions): FastifyInstance {
   const { config, logger, pipeline } = opts
+  const accessLog = config.log.access ? createAccessLog(logger, opts.accessLines) : undefined
   const app = fastify({
+    // Fresh plain cache hits are answered before fastify sees the request (see EdgePipeline.tryHit).
+    serverFactory: (handler) => {
+      const server = createServer((req, res) => {
+        if (!pipeline.tryHit(req, res, accessLog)) handler(req, res)
+      })
+      server.keepAliveTimeout = 72_000
+      return server
+    },
     // Access logging is ours (one line per request, with cache status); fastify's per-request
     // child loggers would only add cost.
     logger: false,
     requestIdHeader: false,
     return503OnClosing: true,
     forceCloseConnections: 'idle',
-    keepAliveTimeout: 72_000,
     // The upstream, not strata, decides how large an upload may be; bodies are streamed.
     bodyLimit: Number.MAX_SAFE_INTEGER,
   })
@@ -87,8 +95,6 @@ export function createProxyServer(opts: ProxyServerOptions): FastifyInstance {
   // Pass request bodies through untouched: the payload stream becomes request.body.
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', (_req, payload, done) => done(null, payload))
-
-  const accessLog = config.log.access ? createAccessLog(logger, opts.accessLines) : undefined
 
   app.setErrorHandler((err: unknown, request, reply) => {
     const e = isStrataError(err) ? err : toStrataError(err)
