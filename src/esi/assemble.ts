@@ -57,6 +57,11 @@ export interface AssembleContext {
    * include then costs no promise, timer or abort signal. Undefined sends it to `fetch`.
    */
   readonly lookup?: FragmentLookup
+  /**
+   * Only what `lookup` answers: an include it cannot answer (or an `esi:try`, which needs a
+   * settle step) fetches nothing and marks the assembly incomplete; see `completeSync`.
+   */
+  readonly memoryOnly?: boolean
   readonly config: AssembleConfig
   readonly logger?: Logger
   /** The template response's Cache-Control (folded into the client's Cache-Control). */
@@ -192,6 +197,9 @@ class State {
   readonly sem: Semaphore
   readonly fetch: FragmentFetcher
   readonly lookup: FragmentLookup | undefined
+  readonly memoryOnly: boolean
+  /** memoryOnly and something was not in memory: the output is not the page. */
+  incomplete = false
   readonly forward: Record<string, string> = {}
   fetches = 0
   aborted = false
@@ -207,6 +215,7 @@ class State {
     this.sem = new Semaphore(ctx.config.maxConcurrentIncludes)
     this.fetch = ctx.fetch
     this.lookup = ctx.lookup
+    this.memoryOnly = ctx.memoryOnly === true
     this.fatalPromise = new Promise((resolve) => (this.#onFatal = resolve))
     for (const name of ctx.config.forwardHeaders) {
       const n = name.toLowerCase()
@@ -238,7 +247,12 @@ class State {
           break
         }
         case 'include':
-          if (this.lookup === undefined || !this.#fromMemory(node, scope, frag, out)) out.push(new Pending(this.#include(node, scope, frag), this))
+          if (this.lookup !== undefined && this.#fromMemory(node, scope, frag, out)) break
+          if (this.memoryOnly) {
+            this.incomplete = true
+            return
+          }
+          out.push(new Pending(this.#include(node, scope, frag), this))
           break
         case 'choose': {
           // ESI 1.0 §3.3: the first when whose test is true, else otherwise. Branches not taken
@@ -254,6 +268,10 @@ class State {
           break
         }
         case 'try':
+          if (this.memoryOnly) {
+            this.incomplete = true
+            return
+          }
           out.push(new Pending(this.#try(node.attempt, node.except, scope, frag), this))
           break
       }
@@ -446,6 +464,16 @@ export class EsiAssembly implements AsyncIterable<Buffer> {
       }),
     )
     this.head = Promise.race([firstByte(this.#slots, state), state.fatalPromise.then((error) => ({ error }))])
+  }
+
+  /**
+   * The whole page, synchronously, when nothing is pending (every include was answered from
+   * memory during the walk), with the client Cache-Control; undefined otherwise.
+   */
+  completeSync(): { page: Buffer; cacheControl: string } | undefined {
+    const state = this.#state
+    if (state.incomplete || state.pendingCount !== 0 || state.fatal) return undefined
+    return { page: Buffer.concat(this.#slots as Buffer[]), cacheControl: state.cc.toString() }
   }
 
   /** Stops every pending include (the client went away). Output then ends early. */

@@ -8,6 +8,7 @@ import { createGunzip } from 'node:zlib'
 import type { Readable } from 'node:stream'
 import { LRUCache } from 'lru-cache'
 import type { CacheConfig } from '../config/schema.js'
+import { discardBody } from '../core/streams.js'
 import { systemClock, type Clock } from '../core/clock.js'
 import { headerList, headerValue } from '../core/headers.js'
 import { silentLogger, type Logger } from '../observability/logger.js'
@@ -162,21 +163,20 @@ export class PageCache {
    * response object. Counted as a hit. ESI splices cached fragments with it, without a promise,
    * a timer or a header copy per include.
    */
-  freshEntry(req: CacheRequest): CacheEntry | undefined {
+  freshEntry(req: CacheRequest, count = true): CacheEntry | undefined {
     if (!this.#config.enabled || req.method !== 'GET') return undefined
     const variants = this.#l1.get(this.#key(req.scheme, req.host, req.url))
     if (variants === undefined) return undefined
     const entry = selectVariant(variants, req.headers)
     if (entry === undefined || entry.staleAt <= this.#clock.now()) return undefined
-    this.#s.hits++
-    this.#s.l1Hits++
+    if (count) this.countHit()
     return entry
   }
 
   /**
-   * A complete response for a fresh L1 hit that needs no further processing (no `prepared`
-   * program, body in memory), synchronously; undefined otherwise, with nothing counted. The
-   * proxy's fast path answers these without its framework.
+   * A peek for the proxy's fast path: the complete response for a fresh L1 hit whose body is in
+   * memory (no gunzip on the way), synchronously; undefined otherwise. Nothing is counted: the
+   * caller calls `countHit()` when it serves the result, and otherwise takes the full path.
    */
   freshHit(req: CacheRequest): CacheResult | undefined {
     if (!this.#config.enabled) return undefined
@@ -184,16 +184,20 @@ export class PageCache {
     if (variants === undefined) return undefined
     const entry = selectVariant(variants, req.headers)
     const now = this.#clock.now()
-    if (entry === undefined || entry.staleAt <= now || entry.prepared !== undefined) return undefined
+    if (entry === undefined || entry.staleAt <= now) return undefined
     const result = deliver(entry, req, 'HIT', now, 'hit')
     if (result.body !== null && !Buffer.isBuffer(result.body)) {
       // gunzip on the fly: a stream, left to the full path.
-      result.body.destroy()
+      discardBody(result.body)
       return undefined
     }
+    return result
+  }
+
+  /** Records an L1 hit served from `freshHit`. */
+  countHit(): void {
     this.#s.hits++
     this.#s.l1Hits++
-    return result
   }
 
   async #afterL1Miss(key: string, req: CacheRequest, fetchOrigin: OriginFetch, primaryFound: boolean): Promise<CacheResult> {
@@ -237,7 +241,7 @@ export class PageCache {
     const bg: CacheRequest = { ...req, method: 'GET' }
     this.#lead(key, bg, fetchOrigin, entry, 'stale', 'background')
       .then((r) => {
-        if (r.body !== null && !Buffer.isBuffer(r.body)) r.body.destroy()
+        if (r.body !== null && !Buffer.isBuffer(r.body)) discardBody(r.body)
       })
       .catch((err) => this.#log.warn({ err, key }, 'background refresh failed'))
   }
@@ -348,7 +352,7 @@ export class PageCache {
       clientHeaders['cache-status'] = cacheStatusValue(`fwd=${fwd}; fwd-status=${status}; detail=${decision.reason ?? 'uncacheable'}`)
       let body: Readable | null = res.body
       if (req.method === 'HEAD' || mode === 'background') {
-        res.body.destroy()
+        discardBody(res.body)
         body = null
       }
       return { statusCode: status, headers: clientHeaders, body: this.#decode(body, clientHeaders, req), cacheStatus: 'MISS', ...upstream }

@@ -148,9 +148,43 @@ export class EsiDelivery {
     return reply
   }
 
+  /**
+   * The fast path for a stored template: assembles it synchronously when every include is a
+   * fresh fragment in memory, and returns the status, headers and page to write; undefined (with
+   * nothing fetched and nothing counted) when the page needs the full, asynchronous path.
+   */
+  assembleFromMemory(result: CacheResult, program: EsiProgram, req: { url: string; headers: CacheRequest['headers'] }): { status: number; headers: Record<string, string | string[]>; page: Buffer } | undefined {
+    if (result.statusCode !== 200 || (this.#config.compress && acceptsEncoding(headerValue(req.headers, 'accept-encoding'), 'gzip'))) return undefined
+    let hits = 0
+    const lookup: FragmentLookup = (url, init) => {
+      const r = this.#fragmentFromMemory(url, init.headers, false)
+      if (r !== undefined) hits++
+      return r
+    }
+    const assembly = assemble(program, {
+      pageUrl: new URL(`http://${req.headers.host ?? 'localhost'}${req.url}`),
+      headers: req.headers,
+      fetch: NO_FETCH,
+      lookup,
+      memoryOnly: true,
+      config: this.#config,
+      logger: this.#log,
+      ...(result.entry?.headers['cache-control'] === undefined ? {} : { cacheControl: result.entry.headers['cache-control'] }),
+    })
+    const done = assembly.completeSync()
+    if (done === undefined) return undefined
+    for (let i = 0; i < hits; i++) this.#cache.countHit()
+    const headers = result.headers
+    for (const name of TEMPLATE_ONLY) delete headers[name]
+    headers['cache-control'] = done.cacheControl
+    return { status: result.statusCode, headers, page: done.page }
+  }
+
   /** A fresh fragment in L1, answered during the program walk (identity-encoded entries only). */
-  readonly #lookup: FragmentLookup = (url, init) => {
-    const entry = this.#cache.freshEntry({ method: 'GET', scheme: url.protocol === 'https:' ? 'https' : 'http', host: url.host, url: url.pathname + url.search, headers: init.headers })
+  readonly #lookup: FragmentLookup = (url, init) => this.#fragmentFromMemory(url, init.headers, true)
+
+  #fragmentFromMemory(url: URL, headers: Record<string, string>, count: boolean): FragmentResponse | undefined {
+    const entry = this.#cache.freshEntry({ method: 'GET', scheme: url.protocol === 'https:' ? 'https' : 'http', host: url.host, url: url.pathname + url.search, headers }, count)
     if (entry === undefined || entry.encoding !== '') return undefined
     const program = entry.prepared as EsiProgram | undefined
     return program === undefined ? { statusCode: entry.status, headers: entry.headers, body: entry.body } : { statusCode: entry.status, headers: entry.headers, body: entry.body, program }
@@ -204,6 +238,9 @@ export class EsiDelivery {
     return { statusCode: status, headers: result.headers, body, ...(program === undefined ? {} : { program }) }
   }
 }
+
+/** memoryOnly assemblies never fetch; the engine does not call this. */
+const NO_FETCH: FragmentFetcher = () => Promise.reject(new StrataError('STRATA_ESI_FRAGMENT_FAILED', 'memory-only assembly'))
 
 function pathOf(target: string): string {
   const q = target.indexOf('?')

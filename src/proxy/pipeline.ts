@@ -9,6 +9,7 @@ import type { PageCache, CacheRequest, CacheResult, OriginFetch, OriginResponse 
 import { classifyUpstreamError, upstreamRequestHeaders, type Forwarder } from './forward.js'
 import type { UpstreamPools } from './upstream-pools.js'
 import type { EsiDelivery, FragmentOriginFetch } from './esi-delivery.js'
+import type { EsiProgram } from '../esi/index.js'
 
 export interface EdgePipelineOptions {
   cache: PageCache
@@ -63,12 +64,25 @@ export class EdgePipeline {
     if (rejectReason(req) !== undefined) return false
     const result = this.#cache.freshHit({ method, scheme: 'http', host: headers.host ?? '', url, headers })
     if (result === undefined) return false
-    const body = result.body as Buffer | null
-    const out = result.headers
-    if (body !== null && out['content-length'] === undefined) out['content-length'] = String(body.length)
-    res.writeHead(result.statusCode, out)
-    if (body === null) res.end()
-    else res.end(body)
+    const program = result.entry?.prepared as EsiProgram | undefined
+    if (program !== undefined) {
+      // A template: served here only if every include is a fresh fragment in memory.
+      const page = this.#esi?.assembleFromMemory(result, program, { url, headers })
+      if (page === undefined) return false
+      this.#cache.countHit()
+      // Chunked like every assembled page; write + end in one tick go out as one socket write.
+      res.writeHead(page.status, page.headers)
+      if (page.page.length > 0) res.write(page.page)
+      res.end()
+    } else {
+      this.#cache.countHit()
+      const body = result.body as Buffer | null
+      const out = result.headers
+      if (body !== null && out['content-length'] === undefined) out['content-length'] = String(body.length)
+      res.writeHead(result.statusCode, out)
+      if (body === null) res.end()
+      else res.end(body)
+    }
     log?.({ method, url, status: result.statusCode, ms: Math.round((performance.now() - start) * 100) / 100, upstream: undefined, cache: 'HIT' })
     return true
   }
