@@ -428,8 +428,8 @@ class State {
 export class EsiAssembly implements AsyncIterable<Buffer> {
   readonly #state: State
   readonly #slots: Slot[]
-  readonly head: Promise<EsiHead>
-  readonly result: Promise<EsiResult>
+  #head: Promise<EsiHead> | undefined
+  #result: Promise<EsiResult> | undefined
 
   constructor(program: EsiProgram, ctx: AssembleContext) {
     const state = (this.#state = new State(ctx))
@@ -448,22 +448,35 @@ export class EsiAssembly implements AsyncIterable<Buffer> {
     }
     const frag: Frag = { baseUrl: ctx.pageUrl, depth: ctx.depth ?? 0, chain }
     this.#slots = []
-    let settled!: () => void
-    const done = new Promise<void>((resolve) => (settled = resolve))
-    state.onSettled = settled
     state.plan(program.nodes, new PageScope(state.root, state), frag, this.#slots)
-    if (state.pendingCount === 0) settled()
-    this.result = done.then(
-      (): EsiResult => ({
-        cacheControl: state.cc.toString(),
-        failed: state.failures,
-        anyFailed: state.failures.length > 0,
-        fatal: state.fatal,
-        fetches: state.fetches,
-        aborted: state.aborted,
-      }),
-    )
-    this.head = Promise.race([firstByte(this.#slots, state), state.fatalPromise.then((error) => ({ error }))])
+  }
+
+  /**
+   * Resolves when every include settled, with the client Cache-Control and the failures.
+   * Created on first use: a page answered by `completeSync` never pays for it.
+   */
+  get result(): Promise<EsiResult> {
+    if (this.#result === undefined) {
+      const state = this.#state
+      const done = state.pendingCount === 0 ? Promise.resolve() : new Promise<void>((resolve) => (state.onSettled = resolve))
+      this.#result = done.then(
+        (): EsiResult => ({
+          cacheControl: state.cc.toString(),
+          failed: state.failures,
+          anyFailed: state.failures.length > 0,
+          fatal: state.fatal,
+          fetches: state.fetches,
+          aborted: state.aborted,
+        }),
+      )
+    }
+    return this.#result
+  }
+
+  /** Resolves when the first byte is ready, or with `error` when the page failed before it. */
+  get head(): Promise<EsiHead> {
+    this.#head ??= Promise.race([firstByte(this.#slots, this.#state), this.#state.fatalPromise.then((error) => ({ error }))])
+    return this.#head
   }
 
   /**
