@@ -54,6 +54,11 @@ export class EsiDelivery {
    * now from a marked response that streamed from the origin (a miss or an uncacheable template).
    * Returns undefined when the response is not an ESI template.
    */
+  /** Whether an origin response (for this request URL) is an ESI template: cheap, synchronous. */
+  isTemplate(originHeaders: Record<string, string | string[]>, url: string): boolean {
+    return isEsiResponse(originHeaders, pathOf(url), this.#config)
+  }
+
   async programFor(result: CacheResult, originHeaders: Record<string, string | string[]> | undefined, path: string): Promise<{ program: EsiProgram; cacheControl: string | string[] | undefined } | undefined> {
     // A stored template carries its program whatever form the body takes here (a Buffer, a gunzip
     // stream for a client without gzip, or none for HEAD): the program alone is walked.

@@ -112,7 +112,7 @@ export class EdgePipeline {
     // Only a stored template (a compiled program) or a response that just streamed from the
     // origin can be ESI; a plain hit goes straight out. HEAD is assembled too, so its headers are
     // the ones GET would send (RFC 9110 §9.3.2), not the template's length and validators.
-    if (esi !== undefined && (request.method === 'GET' || request.method === 'HEAD') && (result.entry?.prepared !== undefined || (result.statusCode !== 304 && ctx.originHeaders !== undefined && result.body instanceof Readable))) {
+    if (esi !== undefined && (request.method === 'GET' || request.method === 'HEAD') && (result.entry?.prepared !== undefined || (result.statusCode !== 304 && ctx.originHeaders !== undefined && result.body instanceof Readable && esi.isTemplate(ctx.originHeaders, request.url)))) {
       return this.#sendEsi(esi, request, reply, result, ctx)
     }
     const body = result.body
