@@ -164,13 +164,19 @@ export class PageCache {
    * a timer or a header copy per include.
    */
   freshEntry(req: CacheRequest, count = true): CacheEntry | undefined {
-    if (!this.#config.enabled || req.method !== 'GET') return undefined
+    if (req.method !== 'GET') return undefined
+    const entry = this.#freshL1(req, this.#clock.now())
+    if (entry !== undefined && count) this.countHit()
+    return entry
+  }
+
+  /** The fresh L1 variant for a request, or undefined (no side effects). */
+  #freshL1(req: CacheRequest, now: number): CacheEntry | undefined {
+    if (!this.#config.enabled) return undefined
     const variants = this.#l1.get(this.#key(req.scheme, req.host, req.url))
     if (variants === undefined) return undefined
     const entry = selectVariant(variants, req.headers)
-    if (entry === undefined || entry.staleAt <= this.#clock.now()) return undefined
-    if (count) this.countHit()
-    return entry
+    return entry === undefined || entry.staleAt <= now ? undefined : entry
   }
 
   /**
@@ -179,12 +185,9 @@ export class PageCache {
    * caller calls `countHit()` when it serves the result, and otherwise takes the full path.
    */
   freshHit(req: CacheRequest): CacheResult | undefined {
-    if (!this.#config.enabled) return undefined
-    const variants = this.#l1.get(this.#key(req.scheme, req.host, req.url))
-    if (variants === undefined) return undefined
-    const entry = selectVariant(variants, req.headers)
     const now = this.#clock.now()
-    if (entry === undefined || entry.staleAt <= now) return undefined
+    const entry = this.#freshL1(req, now)
+    if (entry === undefined) return undefined
     const result = deliver(entry, req, 'HIT', now, 'hit')
     if (result.body !== null && !Buffer.isBuffer(result.body)) {
       // gunzip on the fly: a stream, left to the full path.
