@@ -56,7 +56,7 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     upstreams: config.upstreams,
     config: config.balancer,
     logger,
-    ...(learnRedis === undefined ? {} : { redis: learnRedis as never }),
+    ...(learnRedis === undefined ? {} : { redis: learnRedis }),
     redisTimeoutMs: config.cache.redisTimeoutMs,
   })
   balancer.on('removed', (u) => void pools.remove(u.id))

@@ -1,4 +1,4 @@
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../core/redis.js'
 import { LRUCache } from 'lru-cache'
 import type { BalancerConfig, HealthCheckConfig, StickyConfig, UpstreamConfig } from '../config/schema.js'
 import { systemClock, type Clock } from '../core/clock.js'
@@ -60,7 +60,7 @@ export interface BalancerOptions {
   readonly clock?: Clock | undefined
   readonly logger?: Logger | undefined
   /** ioredis client for the learn-mode table (shared by every node); owned by the caller. */
-  readonly redis?: Redis | undefined
+  readonly redis?: RedisClient | undefined
   /** How long a learn-table Redis lookup may take before it counts as a miss. Default 250. */
   readonly redisTimeoutMs?: number | undefined
   /** Random source in [0, 1) for random/p2c; injectable for tests. */

@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import type { Redis } from 'ioredis'
+import type { RedisClient } from '../core/redis.js'
 import { LRUCache } from 'lru-cache'
 import type { Clock } from '../core/clock.js'
 import type { Logger } from '../observability/logger.js'
@@ -16,7 +16,7 @@ export interface LearnTableOptions {
   readonly ttlMs: number
   readonly clock: Clock
   readonly logger: Logger
-  readonly redis?: Redis | undefined
+  readonly redis?: RedisClient | undefined
   /** Redis key prefix; the cookie name is appended so two cookies never share entries. */
   readonly keyPrefix?: string | undefined
   readonly redisTimeoutMs?: number | undefined
@@ -31,7 +31,7 @@ const MAX_SID_LENGTH = 512
 
 export class LearnTable {
   readonly #local: LRUCache<string, string>
-  readonly #redis: Redis | undefined
+  readonly #redis: RedisClient | undefined
   readonly #prefix: string
   readonly #ttlMs: number
   readonly #localTtlMs: number

@@ -139,3 +139,34 @@ describe('balancer behind the proxy', () => {
     expect(origins[0]!.hits()).toBeGreaterThan(origins[1]!.hits())
   })
 })
+
+describe('learn-mode sticky sessions across two strata nodes', () => {
+  it('a session learned on node 1 sticks on node 2 through the shared redis-server', async () => {
+    const { startRedis } = await import('../helpers/redis.js')
+    const redis = await startRedis()
+    const origins = await Promise.all(
+      ['b1', 'b2'].map((name) =>
+        startOrigin((req, res) => {
+          const headers: Record<string, string> = { 'content-type': 'text/plain', 'cache-control': 'no-store' }
+          if (req.url === '/login') headers['set-cookie'] = `sid=session-${name}; Path=/; HttpOnly`
+          res.writeHead(200, headers)
+          res.end(name)
+        }),
+      ),
+    )
+    const overrides = { cache: { redis: redis.url }, balancer: { sticky: { mode: 'learn', cookie: 'sid' } } }
+    const n1 = await startStrata(origins.map((o) => o.url), overrides)
+    const n2 = await startStrata(origins.map((o) => o.url), overrides)
+    cleanup.push(async () => {
+      await n1.close()
+      await n2.close()
+      await Promise.all(origins.map((o) => o.close()))
+      await redis.stop()
+    })
+    const login = await get(`${n1.url}/login`)
+    const sid = String(login.headers['set-cookie']).split(';')[0]!
+    expect(sid).toBe(`sid=session-${login.body}`)
+    // Node 2 never saw this session: it finds it in Redis, for every request.
+    for (let i = 0; i < 6; i++) expect((await get(`${n2.url}/page`, { cookie: sid })).body).toBe(login.body)
+  })
+})
