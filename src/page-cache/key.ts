@@ -62,10 +62,19 @@ export function normalizeTarget(url: string, ignore: RegExp | undefined, sort: b
 export function createKeyFunction(opts: KeyOptions): KeyFunction {
   const ignore = compileGlobs(opts.ignoreQuery)
   const sort = opts.sortQuery
+  // Normalising a query (split, filter, sort, re-encode) costs far more than a map lookup, and a
+  // site serves the same URLs over and over: remember the last 10,000 targets.
+  const targets = new Map<string, string>()
   return (scheme, host, url) => {
     // The common case (no query) is one concatenation.
     if (url.indexOf('?') === -1 && url.indexOf('#') === -1) return `${scheme}://${host.toLowerCase()}${url === '' ? '/' : url}`
-    return `${scheme}://${host.toLowerCase()}${normalizeTarget(url, ignore, sort)}`
+    let target = targets.get(url)
+    if (target === undefined) {
+      target = normalizeTarget(url, ignore, sort)
+      if (targets.size >= 10_000) targets.clear()
+      targets.set(url, target)
+    }
+    return `${scheme}://${host.toLowerCase()}${target}`
   }
 }
 
