@@ -502,28 +502,18 @@ export class EsiAssembly implements AsyncIterable<Buffer> {
    */
   async *[Symbol.asyncIterator](): AsyncIterator<Buffer> {
     const state = this.#state
-    const stack: { slots: readonly Slot[]; i: number }[] = [{ slots: this.#slots, i: 0 }]
+    const walk = walkSlots(this.#slots)
     let finished = false
     try {
-      while (stack.length) {
-        const top = stack[stack.length - 1]!
-        if (top.i >= top.slots.length) {
-          stack.pop()
-          continue
-        }
-        const s = top.slots[top.i++]!
+      for (let step = walk.next(); !step.done; ) {
         if (state.fatal) throw state.fatal
-        if (!(s instanceof Pending)) {
+        const s = step.value
+        if (s instanceof Pending) {
+          step = walk.next(await this.#settled(s))
+        } else {
           yield s
-          continue
+          step = walk.next()
         }
-        let v = s.value
-        if (v === undefined) {
-          const r = await Promise.race([s.promise, state.fatalPromise])
-          if (r instanceof StrataError) throw r
-          v = r
-        }
-        stack.push({ slots: v, i: 0 })
       }
       if (state.fatal) throw state.fatal
       finished = true
@@ -541,35 +531,33 @@ export class EsiAssembly implements AsyncIterable<Buffer> {
    */
   async writeTo(write: (chunk: Buffer) => void | Promise<unknown>): Promise<void> {
     const state = this.#state
-    const stack: { slots: readonly Slot[]; i: number }[] = [{ slots: this.#slots, i: 0 }]
+    const walk = walkSlots(this.#slots)
     let finished = false
     try {
-      while (stack.length) {
-        const top = stack[stack.length - 1]!
-        if (top.i >= top.slots.length) {
-          stack.pop()
-          continue
-        }
-        const s = top.slots[top.i++]!
+      for (let step = walk.next(); !step.done; ) {
         if (state.fatal) throw state.fatal
-        if (!(s instanceof Pending)) {
+        const s = step.value
+        if (s instanceof Pending) {
+          step = walk.next(await this.#settled(s))
+        } else {
           const w = write(s)
           if (w) await w
-          continue
+          step = walk.next()
         }
-        let v = s.value
-        if (v === undefined) {
-          const r = await Promise.race([s.promise, state.fatalPromise])
-          if (r instanceof StrataError) throw r
-          v = r
-        }
-        stack.push({ slots: v, i: 0 })
       }
       if (state.fatal) throw state.fatal
       finished = true
     } finally {
       if (!finished && !state.fatal) this.abort()
     }
+  }
+
+  /** The slots of a pending include once it settles; throws the page's fatal error if that comes first. */
+  async #settled(p: Pending): Promise<Slot[]> {
+    if (p.value !== undefined) return p.value
+    const r = await Promise.race([p.promise, this.#state.fatalPromise])
+    if (r instanceof StrataError) throw r
+    return r
   }
 
   /** A byte stream of the page (errors with the StrataError on a fatal failure). */
@@ -585,10 +573,13 @@ export class EsiAssembly implements AsyncIterable<Buffer> {
   }
 }
 
-async function firstByte(slots: readonly Slot[], state: State): Promise<EsiHead> {
+/**
+ * The page's slots in document order, depth first: ready Buffers as they are; a pending include is
+ * yielded once, and the caller resumes the walk with its settled slots (`next(slots)`).
+ */
+function* walkSlots(slots: readonly Slot[]): Generator<Buffer | Pending, void, Slot[] | undefined> {
   const stack: { slots: readonly Slot[]; i: number }[] = [{ slots, i: 0 }]
   while (stack.length) {
-    if (state.fatal) return { error: state.fatal }
     const top = stack[stack.length - 1]!
     if (top.i >= top.slots.length) {
       stack.pop()
@@ -596,10 +587,22 @@ async function firstByte(slots: readonly Slot[], state: State): Promise<EsiHead>
     }
     const s = top.slots[top.i++]!
     if (!(s instanceof Pending)) {
-      if (s.length) return {}
+      yield s
       continue
     }
-    stack.push({ slots: s.value ?? (await s.promise), i: 0 })
+    const settled = s.value ?? (yield s)
+    if (settled !== undefined) stack.push({ slots: settled, i: 0 })
+  }
+}
+
+async function firstByte(slots: readonly Slot[], state: State): Promise<EsiHead> {
+  const walk = walkSlots(slots)
+  for (let step = walk.next(); !step.done; ) {
+    if (state.fatal) return { error: state.fatal }
+    const s = step.value
+    if (s instanceof Pending) step = walk.next(s.value ?? (await s.promise))
+    else if (s.length) return {}
+    else step = walk.next()
   }
   return state.fatal ? { error: state.fatal } : {}
 }
