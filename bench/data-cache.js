@@ -5,7 +5,8 @@
 //           vs a raw lru-cache get (sync loop, the ceiling)
 //   L2 hit (L1 cold): strata getOrSet vs BentoCache getOrSet vs a raw ioredis GET of the same value
 import { spawn } from 'node:child_process'
-import { createServer, createConnection } from 'node:net'
+import { createConnection } from 'node:net'
+import { freePort } from './lib.js'
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -22,15 +23,6 @@ const SLICE_MS = 25
 const L2_SAMPLES = Number(process.env.BENCH_L2_SAMPLES ?? 3000)
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-const freePort = () =>
-  new Promise((resolve, reject) => {
-    const s = createServer()
-    s.on('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const { port } = s.address()
-      s.close(() => resolve(port))
-    })
-  })
 const ping = (port) =>
   new Promise((resolve) => {
     const c = createConnection({ port, host: '127.0.0.1' })

@@ -4,6 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import autocannon from 'autocannon'
@@ -126,6 +127,17 @@ function toMs(v) {
   const n = Number(m[1])
   return m[2] === 'us' ? n / 1000 : m[2] === 's' ? n * 1000 : n
 }
+
+/** A port that was free a moment ago on 127.0.0.1. */
+export const freePort = () =>
+  new Promise((resolve, reject) => {
+    const srv = createServer()
+    srv.on('error', reject)
+    srv.listen(0, '127.0.0.1', () => {
+      const { port } = srv.address()
+      srv.close(() => resolve(port))
+    })
+  })
 
 export const round = (n, d = 2) => Math.round(n * 10 ** d) / 10 ** d
 

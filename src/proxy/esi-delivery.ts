@@ -6,6 +6,7 @@ import type { Logger } from '../observability/logger.js'
 import { StrataError } from '../core/errors.js'
 import { headerValue } from '../core/headers.js'
 import { assemble, compile, isEsiResponse, prepareEsi, type EsiProgram, type FragmentFetcher, type FragmentLookup, type FragmentResponse } from '../esi/index.js'
+import { writeChunkedPage } from './raw-response.js'
 import { acceptsEncoding, keyTarget, type CacheEntry, type CacheRequest, type CacheResult, type OriginResponse, type PageCache } from '../page-cache/index.js'
 
 /** Fields of the template that don't describe the assembled page (RFC 9110 §8.6, §8.8). */
@@ -46,7 +47,7 @@ export class EsiDelivery {
     if (!this.#config.enabled) return undefined
     const body = entry.encoding === 'gzip' ? gunzipSync(entry.body) : entry.body
     const headers = entry.surrogateControl === undefined ? entry.headers : { ...entry.headers, 'surrogate-control': entry.surrogateControl }
-    return prepareEsi({ headers, body, path: pathOf(keyTarget(entry.key)) }, this.#config, this.#log)
+    return prepareEsi({ headers, body, path: keyTarget(entry.key) }, this.#config, this.#log)
   }
 
   /**
@@ -56,15 +57,15 @@ export class EsiDelivery {
    */
   /** Whether an origin response (for this request URL) is an ESI template: cheap, synchronous. */
   isTemplate(originHeaders: Record<string, string | string[]>, url: string): boolean {
-    return isEsiResponse(originHeaders, pathOf(url), this.#config)
+    return isEsiResponse(originHeaders, url, this.#config)
   }
 
-  async programFor(result: CacheResult, originHeaders: Record<string, string | string[]> | undefined, path: string): Promise<{ program: EsiProgram; cacheControl: string | string[] | undefined } | undefined> {
+  async programFor(result: CacheResult, originHeaders: Record<string, string | string[]> | undefined, url: string): Promise<{ program: EsiProgram; cacheControl: string | string[] | undefined } | undefined> {
     // A stored template carries its program whatever form the body takes here (a Buffer, a gunzip
     // stream for a client without gzip, or none for HEAD): the program alone is walked.
     const prepared = result.entry?.prepared as EsiProgram | undefined
     if (prepared !== undefined) return { program: prepared, cacheControl: result.entry!.headers['cache-control'] }
-    if (originHeaders === undefined || !(result.body instanceof Readable) || !isEsiResponse(originHeaders, path, this.#config)) return undefined
+    if (originHeaders === undefined || !(result.body instanceof Readable) || !isEsiResponse(originHeaders, url, this.#config)) return undefined
     // result.headers, not the origin's: the page cache already decoded gzip for a client without it.
     const body = await readAll(decoded(result.body, headerValue(result.headers, 'content-encoding')), this.#maxBody)
     const program = compile(body, { logger: this.#log })
@@ -113,11 +114,7 @@ export class EsiDelivery {
     let final: string | undefined
     void assembly.result.then((r) => (final = r.cacheControl))
     await Promise.resolve()
-    const headers = result.headers
-    for (const name of TEMPLATE_ONLY) delete headers[name]
-    headers['cache-control'] = final ?? 'private, max-age=0'
-    const etag = result.entry?.etag
-    if (etag !== undefined) delete headers['etag']
+    const headers = pageHeaders(result.headers, final ?? 'private, max-age=0')
     const compress = this.#config.compress && acceptsEncoding(headerValue(request.headers, 'accept-encoding'), 'gzip')
     let body: Readable | undefined
     if (final === undefined || compress) {
@@ -145,10 +142,7 @@ export class EsiDelivery {
     // and so the access log, still run).
     const page = await assembly.toBuffer()
     reply.hijack()
-    const res = reply.raw
-    res.writeHead(status, headers)
-    if (page.length > 0) res.write(page)
-    res.end()
+    writeChunkedPage(reply.raw, status, headers, page)
     request.strata.ended(status)
     return reply
   }
@@ -179,17 +173,14 @@ export class EsiDelivery {
     const done = assembly.completeSync()
     if (done === undefined) return undefined
     for (let i = 0; i < hits; i++) this.#cache.countHit()
-    const headers = result.headers
-    for (const name of TEMPLATE_ONLY) delete headers[name]
-    headers['cache-control'] = done.cacheControl
-    return { status: result.statusCode, headers, page: done.page }
+    return { status: result.statusCode, headers: pageHeaders(result.headers, done.cacheControl), page: done.page }
   }
 
   /** A fresh fragment in L1, answered during the program walk (identity-encoded entries only). */
   readonly #lookup: FragmentLookup = (url, init) => this.#fragmentFromMemory(url, init.headers, true)
 
   #fragmentFromMemory(url: URL, headers: Record<string, string>, count: boolean): FragmentResponse | undefined {
-    const entry = this.#cache.freshEntry({ method: 'GET', scheme: url.protocol === 'https:' ? 'https' : 'http', host: url.host, url: url.pathname + url.search, headers }, count)
+    const entry = this.#cache.freshEntry(fragmentRequest(url, headers), count)
     if (entry === undefined || entry.encoding !== '') return undefined
     const program = entry.prepared as EsiProgram | undefined
     return program === undefined ? { statusCode: entry.status, headers: entry.headers, body: entry.body } : { statusCode: entry.status, headers: entry.headers, body: entry.body, program }
@@ -199,13 +190,7 @@ export class EsiDelivery {
   #fetcher(siteHost: string, fetchOrigin: FragmentOriginFetch): FragmentFetcher {
     return async (url, init) => {
       const sameSite = url.host === siteHost
-      const req: CacheRequest = {
-        method: 'GET',
-        scheme: url.protocol === 'https:' ? 'https' : 'http',
-        host: url.host,
-        url: url.pathname + url.search,
-        headers: { ...init.headers, host: url.host },
-      }
+      const req = fragmentRequest(url, { ...init.headers, host: url.host })
       // The client-facing result has Surrogate-Control stripped; whether a fragment fetched now is
       // itself a template is read from the origin's own headers.
       let originHeaders: Record<string, string | string[]> | undefined
@@ -247,9 +232,16 @@ export class EsiDelivery {
 /** memoryOnly assemblies never fetch; the engine does not call this. */
 const NO_FETCH: FragmentFetcher = () => Promise.reject(new StrataError('STRATA_ESI_FRAGMENT_FAILED', 'memory-only assembly'))
 
-function pathOf(target: string): string {
-  const q = target.indexOf('?')
-  return q === -1 ? target : target.slice(0, q)
+/** The template's headers turned into the assembled page's: its own length and validators go. */
+function pageHeaders(headers: Record<string, string | string[]>, cacheControl: string): Record<string, string | string[]> {
+  for (const name of TEMPLATE_ONLY) delete headers[name]
+  headers['cache-control'] = cacheControl
+  return headers
+}
+
+/** The page-cache request for an include (a GET with the forwarded client headers). */
+function fragmentRequest(url: URL, headers: CacheRequest['headers']): CacheRequest {
+  return { method: 'GET', scheme: url.protocol === 'https:' ? 'https' : 'http', host: url.host, url: url.pathname + url.search, headers }
 }
 
 function decoded(stream: Readable, encoding: string | undefined): Readable {

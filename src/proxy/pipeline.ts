@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { AccessRecord } from '../observability/access-log.js'
 import { rejectReason } from './request-guard.js'
+import { writeChunkedPage, writeStored } from './raw-response.js'
 import { Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import type { Balancer, PickRequest } from '../balancer/index.js'
@@ -62,7 +63,7 @@ export class EdgePipeline {
     const url = req.url ?? '/'
     const headers = req.headers
     if (rejectReason(req) !== undefined) return false
-    const result = this.#cache.freshHit({ method, scheme: 'http', host: headers.host ?? '', url, headers })
+    const result = this.#cache.freshHit(clientCacheRequest(method, url, headers))
     if (result === undefined) return false
     const program = result.entry?.prepared as EsiProgram | undefined
     if (program !== undefined) {
@@ -70,18 +71,10 @@ export class EdgePipeline {
       const page = this.#esi?.assembleFromMemory(result, program, { url, headers })
       if (page === undefined) return false
       this.#cache.countHit()
-      // Chunked like every assembled page; write + end in one tick go out as one socket write.
-      res.writeHead(page.status, page.headers)
-      if (page.page.length > 0) res.write(page.page)
-      res.end()
+      writeChunkedPage(res, page.status, page.headers, page.page)
     } else {
       this.#cache.countHit()
-      const body = result.body as Buffer | null
-      const out = result.headers
-      if (body !== null && out['content-length'] === undefined) out['content-length'] = String(body.length)
-      res.writeHead(result.statusCode, out)
-      if (body === null) res.end()
-      else res.end(body)
+      writeStored(res, result.statusCode, result.headers, result.body as Buffer | null)
     }
     log?.({ method, url, status: result.statusCode, ms: Math.round((performance.now() - start) * 100) / 100, upstream: undefined, cache: 'HIT' })
     return true
@@ -89,15 +82,8 @@ export class EdgePipeline {
 
   /** Handles one client request; resolves once the response has been handed to fastify. */
   handle(request: FastifyRequest, reply: FastifyReply): FastifyReply | Promise<FastifyReply> {
-    const creq: CacheRequest = {
-      method: request.method,
-      scheme: 'http',
-      host: request.headers.host ?? '',
-      url: request.url,
-      headers: request.headers,
-    }
     const ctx = new OriginContext(this, request)
-    const result = this.#cache.handle(creq, ctx.fetch)
+    const result = this.#cache.handle(clientCacheRequest(request.method, request.url, request.headers), ctx.fetch)
     if (result instanceof Promise) return result.then((r) => this.#send(request, reply, r, ctx))
     return this.#send(request, reply, result, ctx)
   }
@@ -121,11 +107,7 @@ export class EdgePipeline {
       // head and the body. Fastify's reply bookkeeping (header copies, onSend, length checks) costs
       // more than the whole cache lookup; its onResponse hooks, and so the access log, still run.
       reply.hijack()
-      const res = reply.raw
-      if (body !== null && headers['content-length'] === undefined) headers['content-length'] = String(body.length)
-      res.writeHead(result.statusCode, headers)
-      if (body === null) res.end()
-      else res.end(body)
+      writeStored(reply.raw, result.statusCode, headers, body)
       request.strata.ended(result.statusCode)
       return reply
     }
@@ -142,11 +124,10 @@ export class EdgePipeline {
       const headers = { ...request.headers }
       delete headers['if-none-match']
       delete headers['if-modified-since']
-      result = await this.#cache.handle({ method: request.method, scheme: 'http', host: request.headers.host ?? '', url: request.url, headers }, ctx.fetch)
+      result = await this.#cache.handle(clientCacheRequest(request.method, request.url, headers), ctx.fetch)
       request.strata.cache = result.cacheStatus
     }
-    const q = request.url.indexOf('?')
-    const found = await esi.programFor(result, ctx.originHeaders, q === -1 ? request.url : request.url.slice(0, q))
+    const found = await esi.programFor(result, ctx.originHeaders, request.url)
     if (found === undefined) {
       request.strata.whenFinished(reply.raw)
       reply.code(result.statusCode).headers(result.headers)
@@ -212,10 +193,14 @@ class OriginContext {
 }
 
 export function pickRequest(request: FastifyRequest): PickRequest {
-  const url = request.url
-  const q = url.indexOf('?')
-  // Cookies are parsed by the balancer only when its mode needs them.
-  return { ip: request.ip, path: q === -1 ? url : url.slice(0, q), headers: request.headers }
+  // The balancer ignores the query itself (hashOn "path"), and parses cookies only when its mode
+  // needs them.
+  return { ip: request.ip, path: request.url, headers: request.headers }
+}
+
+/** What the page cache is asked for a client request (strata listens on plain HTTP). */
+function clientCacheRequest(method: string, url: string, headers: CacheRequest['headers']): CacheRequest {
+  return { method, scheme: 'http', host: (headers['host'] as string | undefined) ?? '', url, headers }
 }
 
 /** The sticky cookie is strata's, not the application's: it never goes upstream. */

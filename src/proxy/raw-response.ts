@@ -1,0 +1,24 @@
+import type { ServerResponse } from 'node:http'
+
+/**
+ * Writing a response whose bytes are all in memory straight to Node's response: the head and the
+ * body leave in one corked write. Used by the fast path before fastify and by hijacked replies.
+ */
+
+/** A stored response (or none, for HEAD and 304): sent with its length. */
+export function writeStored(res: ServerResponse, status: number, headers: Record<string, string | string[]>, body: Buffer | null): void {
+  if (body !== null && headers['content-length'] === undefined) headers['content-length'] = String(body.length)
+  res.writeHead(status, headers)
+  if (body === null) res.end()
+  else res.end(body)
+}
+
+/**
+ * An assembled ESI page: chunked without a Content-Length like every assembled page, as one chunk
+ * (write + end in one tick go out as one socket write).
+ */
+export function writeChunkedPage(res: ServerResponse, status: number, headers: Record<string, string | string[]>, page: Buffer): void {
+  res.writeHead(status, headers)
+  if (page.length > 0) res.write(page)
+  res.end()
+}
