@@ -44,10 +44,8 @@ export class EsiDelivery {
 
   /** The page cache's prepare hook: a compiled program for ESI templates, undefined otherwise. */
   prepare = (entry: CacheEntry): EsiProgram | undefined => {
-    if (!this.#config.enabled) return undefined
-    const body = entry.encoding === 'gzip' ? gunzipSync(entry.body) : entry.body
     const headers = entry.surrogateControl === undefined ? entry.headers : { ...entry.headers, 'surrogate-control': entry.surrogateControl }
-    return prepareEsi({ headers, body, path: keyTarget(entry.key) }, this.#config, this.#log)
+    return prepareEsi({ headers, body: entry.body, encoding: entry.encoding, path: keyTarget(entry.key) }, this.#config, this.#log)
   }
 
   /**

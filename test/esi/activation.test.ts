@@ -64,4 +64,14 @@ describe('prepareEsi (the page cache hook)', () => {
     expect(prepareEsi({ headers: {}, body: Buffer.from('user wrote <esi:include src="/admin"/>'), path: '/p' }, on)).toBeUndefined()
     expect(prepareEsi({ headers: marked, body: Buffer.from('<esi:include src="/x"/>'), path: '/p' }, { enabled: false, paths: [] })).toBeUndefined()
   })
+
+  it('decodes a gzip body only for a marked template', async () => {
+    const { prepareEsi } = await import('../../src/esi/index.js')
+    const { gzipSync } = await import('node:zlib')
+    const marked = { 'surrogate-control': 'content="ESI/1.0"' }
+    const gz = gzipSync('a<esi:include src="/x"/>b')
+    expect(prepareEsi({ headers: marked, body: gz, encoding: 'gzip', path: '/p' }, on)?.includeCount).toBe(1)
+    // Not a template: the bytes are never decoded (these are not even valid gzip).
+    expect(prepareEsi({ headers: {}, body: Buffer.from('not gzip'), encoding: 'gzip', path: '/p' }, on)).toBeUndefined()
+  })
 })
