@@ -8,7 +8,8 @@ import { randomUUID } from 'node:crypto'
 import { Cluster } from 'ioredis'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { waitFor } from '../helpers/ports.js'
-import { createDataCache, type DataCache, type DataCacheEvents } from '../../src/data-cache/index.js'
+import { createDataCache, type DataCache } from '../../src/data-cache/index.js'
+import { nextBus } from './helpers.js'
 
 const run = promisify(execFile)
 
@@ -48,16 +49,6 @@ async function make(ns: string): Promise<DataCache> {
   return c
 }
 
-function nextBus(cache: DataCache, type: DataCacheEvents['bus:received']['type']): Promise<unknown> {
-  return new Promise((resolve) => {
-    const fn = (m: DataCacheEvents['bus:received']) => {
-      if (m.type !== type) return
-      cache.off('bus:received', fn)
-      resolve(m)
-    }
-    cache.on('bus:received', fn)
-  })
-}
 
 describe('Redis Cluster (3 masters)', () => {
   it('get/set/getOrSet across slots, between two nodes', async () => {

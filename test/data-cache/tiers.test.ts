@@ -3,7 +3,8 @@ import { Redis } from 'ioredis'
 import { randomUUID } from 'node:crypto'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { sleep } from '../helpers/ports.js'
-import { createDataCache, type DataCache, type DataCacheEvents, type DataCacheOptions } from '../../src/data-cache/index.js'
+import { createDataCache, type DataCache, type DataCacheOptions } from '../../src/data-cache/index.js'
+import { nextBus } from './helpers.js'
 
 let server: RedisServer
 let raw: Redis
@@ -33,17 +34,6 @@ async function pair(options: DataCacheOptions = {}): Promise<[DataCache, DataCac
   return [await make(options, ns), await make(options, ns)]
 }
 
-/** Resolves with the next bus message of this type that `cache` applies from another node. */
-function nextBus(cache: DataCache, type: DataCacheEvents['bus:received']['type']): Promise<DataCacheEvents['bus:received']> {
-  return new Promise((resolve) => {
-    const fn = (m: DataCacheEvents['bus:received']) => {
-      if (m.type !== type) return
-      cache.off('bus:received', fn)
-      resolve(m)
-    }
-    cache.on('bus:received', fn)
-  })
-}
 
 describe('tier flow', () => {
   it('miss → loader → L1 and L2; second call is an L1 hit; another node gets an L2 hit', async () => {
