@@ -3,7 +3,7 @@ import { errors as undiciErrors, type Dispatcher } from 'undici'
 import { StrataError } from '../core/errors.js'
 import { stripHopByHop } from '../core/headers.js'
 import type { UpstreamPools } from './upstream-pools.js'
-import type { Balancer, PickRequest, PickResult } from '../balancer/index.js'
+import { shouldRetry, type Balancer, type PickRequest, type PickResult, type RetryOn } from '../balancer/index.js'
 
 export interface ForwardRequest {
   method: string
@@ -24,7 +24,6 @@ export interface ForwardResponse {
   setCookie?: string
 }
 
-const IDEMPOTENT = new Set(['GET', 'HEAD', 'OPTIONS', 'PUT', 'DELETE', 'TRACE'])
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED'])
 const VIA = '1.1 strata'
 /** Expect is answered by strata's own server (100-continue); it is not forwarded. */
@@ -69,8 +68,8 @@ export interface ForwarderOptions {
   /** Learn-mode sticky sessions shared through Redis need an async lookup before picking. */
   asyncPick: boolean
   retries: number
-  /** Which failures may be retried on another server: 'connect' and/or status codes as strings. */
-  retryOn: readonly string[]
+  /** Which failures may be retried on another server (`balancer.retryOn`). */
+  retryOn: readonly RetryOn[]
 }
 
 /**
@@ -83,21 +82,22 @@ export class Forwarder {
   readonly #balancer: Balancer
   readonly #asyncPick: boolean
   readonly #retries: number
-  readonly #retryConnect: boolean
-  readonly #retryStatus: ReadonlySet<number>
+  readonly #retryOn: readonly RetryOn[]
 
   constructor(opts: ForwarderOptions) {
     this.#pools = opts.pools
     this.#balancer = opts.balancer
     this.#asyncPick = opts.asyncPick
     this.#retries = opts.retries
-    this.#retryConnect = opts.retryOn.includes('connect')
-    this.#retryStatus = new Set(opts.retryOn.filter((r) => /^\d+$/.test(r)).map(Number))
+    this.#retryOn = opts.retryOn
   }
 
   async forward(req: ForwardRequest): Promise<ForwardResponse> {
+    // A streamed body may be partly consumed by a failed attempt and cannot be sent again.
     const replayable = req.body === null || Buffer.isBuffer(req.body)
-    const canRetry = IDEMPOTENT.has(req.method) && replayable
+    const retryable = (attempt: number, connectError: boolean, statusCode?: number) =>
+      replayable &&
+      shouldRetry({ method: req.method, attempt: attempt + 1, retries: this.#retries, connectError, statusCode, bodySent: req.body !== null, retryOn: this.#retryOn })
     let tried: Set<string> | undefined
     let lastError: StrataError | undefined
     for (let attempt = 0; ; attempt++) {
@@ -123,14 +123,14 @@ export class Forwarder {
         const connectError = e.code === 'STRATA_UPSTREAM_CONNECT'
         done({ ok: false, connectError, durationMs: performance.now() - started })
         lastError = e
-        if (connectError && this.#retryConnect && attempt < this.#retries && (canRetry || req.body === null)) {
+        if (connectError && retryable(attempt, true)) {
           ;(tried ??= new Set()).add(upstream.id)
           continue
         }
         throw e
       }
       const status = res.statusCode
-      if (this.#retryStatus.has(status) && canRetry && attempt < this.#retries) {
+      if (status >= 502 && status <= 504 && retryable(attempt, false, status)) {
         done({ ok: false, statusCode: status, durationMs: performance.now() - started })
         res.body.resume() // drain so the connection returns to the pool
         ;(tried ??= new Set()).add(upstream.id)

@@ -193,6 +193,33 @@ describe('upstream failures', () => {
     }
   })
 
+  it('retries a GET answered 503 on the other upstream when retryOn says so, never a POST', async () => {
+    const busy = await startOrigin((_q, r) => {
+      r.writeHead(503)
+      r.end('busy')
+    })
+    const ok = await startOrigin((_q, r) => r.end('ok'))
+    const s = await startStrata([busy.url, ok.url], { balancer: { retries: 1, retryOn: ['connect', '503'], passive: { failures: 100 } } })
+    try {
+      for (let i = 0; i < 4; i++) {
+        const res = await request(`${s.url}/r${i}`)
+        expect(res.statusCode).toBe(200)
+        expect(await res.body.text()).toBe('ok')
+      }
+      const statuses = []
+      for (let i = 0; i < 4; i++) {
+        const res = await request(`${s.url}/p${i}`, { method: 'POST', body: 'x' })
+        statuses.push(res.statusCode)
+        await res.body.text()
+      }
+      expect(statuses).toContain(503)
+    } finally {
+      await s.close()
+      await busy.close()
+      await ok.close()
+    }
+  })
+
   it('round-robins across upstreams and retries a refused connection on the next one', async () => {
     const a = await startOrigin((_q, r) => r.end('a'))
     const b = await startOrigin((_q, r) => r.end('b'))
