@@ -69,3 +69,12 @@ export function parseCookies(header: string | undefined): Map<string, string> {
   }
   return out
 }
+
+/** strata's entry in Via (RFC 9110 §7.6.3): protocol version and pseudonym. */
+export const VIA = '1.1 strata'
+
+/** Appends strata's Via entry to a field value (every hop adds one: that is how loops show). */
+export function appendVia(existing: string | string[] | undefined): string {
+  const v = Array.isArray(existing) ? existing.join(', ') : existing
+  return v === undefined || v === '' ? VIA : `${v}, ${VIA}`
+}

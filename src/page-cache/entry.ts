@@ -2,11 +2,11 @@
  * Building stored entries: every entry knows storedAt, staleAt and deleteAt (RFC 9111 §4.2) and
  * carries what a hit needs precomputed (headers ready to copy, validators, encoding).
  */
-import { headerValue, type Headers } from '../core/headers.js'
+import { VIA, appendVia, headerValue, type Headers } from '../core/headers.js'
 import { correctedInitialAgeMs, mustRevalidate, storedHeaders, surrogateKeys, type EffectivePolicy } from './policy.js'
 import type { CacheEntry } from './types.js'
 
-export const VIA = '1.1 strata'
+export { VIA }
 
 export interface EntryInput {
   key: string
@@ -42,10 +42,10 @@ function headersSize(h: Record<string, string | string[]>): number {
 const ENTRY_OVERHEAD = 256
 
 /** Appends strata to Via (RFC 9110 §7.6.3). */
+/** Via for a response strata sends: added once, not again when a stored entry already has it. */
 export function withVia(existing: string | string[] | undefined): string {
-  if (existing === undefined) return VIA
   const v = Array.isArray(existing) ? existing.join(', ') : existing
-  return v.endsWith(VIA) ? v : `${v}, ${VIA}`
+  return v?.endsWith(VIA) ? v : appendVia(v)
 }
 
 export function createEntry(input: EntryInput): CacheEntry {

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream'
 import { errors as undiciErrors, type Dispatcher } from 'undici'
 import { StrataError } from '../core/errors.js'
-import { stripHopByHop } from '../core/headers.js'
+import { appendVia, stripHopByHop } from '../core/headers.js'
 import type { UpstreamPools } from './upstream-pools.js'
 import { shouldRetry, type Balancer, type PickRequest, type PickResult, type RetryOn } from '../balancer/index.js'
 
@@ -25,7 +25,6 @@ export interface ForwardResponse {
 }
 
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED'])
-const VIA = '1.1 strata'
 /** Expect is answered by strata's own server (100-continue); it is not forwarded. */
 const NOT_FORWARDED: ReadonlySet<string> = new Set(['expect'])
 
@@ -44,8 +43,7 @@ export function upstreamRequestHeaders(
   out['x-forwarded-proto'] = client.proto
   const host = raw['host']
   if (host !== undefined) out['x-forwarded-host'] = host
-  const via = raw['via']
-  out['via'] = via ? `${Array.isArray(via) ? via.join(', ') : via}, ${VIA}` : VIA
+  out['via'] = appendVia(raw['via'])
   return out
 }
 
