@@ -17,7 +17,7 @@ export type {
   Tier,
 } from './types.js'
 export { jsonSerializer, msgpackSerializer, type Serializer, type SerializerOption } from './serializer.js'
-export { BREAKER_STATES, type BreakerState } from './breaker.js'
+export { BREAKER_STATES, type BreakerState } from '../core/breaker.js'
 export { REDIS_STATES, type RedisState } from './l2.js'
 export type { BusMessageType } from './bus.js'
 export { StrataError, isStrataError } from '../core/errors.js'

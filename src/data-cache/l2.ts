@@ -1,6 +1,6 @@
 import type { Logger } from '../observability/logger.js'
 import type { Clock } from '../core/clock.js'
-import { CircuitBreaker, type BreakerState } from './breaker.js'
+import { CircuitBreaker, type BreakerState } from '../core/breaker.js'
 import { decodeRecord, type Entry } from './entry.js'
 import type { Serializer } from './serializer.js'
 import { isCluster, type RedisClient } from '../core/redis.js'

@@ -1,5 +1,5 @@
 import type { Duration } from './options.js'
-import type { BreakerState } from './breaker.js'
+import type { BreakerState } from '../core/breaker.js'
 import type { RedisState } from './l2.js'
 import type { BusMessageType } from './bus.js'
 

@@ -52,5 +52,5 @@ export { deliver, selectVariant, forwardHeaders, cacheStatusValue, CACHE_NAME } 
 export { compilePurge, unsafeRegexReason, MAX_PATTERN_LENGTH, MAX_PURGE_ITEMS } from './purge.js'
 export type { PageStore, PurgeSelector, PurgeOptions, StoreStats } from './store.js'
 export { MemoryStore } from './memory-store.js'
-export { CircuitBreaker, type BreakerState } from './breaker.js'
+export { CircuitBreaker, type BreakerState } from '../core/breaker.js'
 export type { InvalidationBus, BusMessage } from './bus.js'

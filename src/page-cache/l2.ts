@@ -4,7 +4,7 @@
  * opens, nothing.
  */
 import type { Logger } from 'pino'
-import { CircuitBreaker, type BreakerState } from './breaker.js'
+import { CircuitBreaker, type BreakerState } from '../core/breaker.js'
 import type { PageStore, PurgeOptions, PurgeSelector, StoreStats } from './store.js'
 import type { CacheEntry } from './types.js'
 

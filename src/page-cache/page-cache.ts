@@ -12,7 +12,7 @@ import { discardBody } from '../core/streams.js'
 import { systemClock, type Clock } from '../core/clock.js'
 import { headerList, headerValue } from '../core/headers.js'
 import { silentLogger, type Logger } from '../observability/logger.js'
-import { CircuitBreaker } from './breaker.js'
+import { CircuitBreaker } from '../core/breaker.js'
 import type { InvalidationBus } from './bus.js'
 import { Flights, type FlightOutcome } from './coalesce.js'
 import { createEntry } from './entry.js'
@@ -88,7 +88,7 @@ export class PageCache {
     this.#hitForPass = new LRUCache({ max: 10_000 })
     this.#keepMs = (opts.keepSeconds ?? 300) * 1000
     this.nodeId = opts.nodeId ?? randomUUID()
-    const breaker = new CircuitBreaker({ ...opts.breaker, clock: this.#clock })
+    const breaker = new CircuitBreaker({ threshold: opts.breaker?.failureThreshold ?? 3, duration: opts.breaker?.cooldownMs ?? 2000, clock: this.#clock })
     let l2 = opts.l2
     let bus = opts.bus
     if ((l2 === undefined || bus === undefined) && opts.config.redis !== null) {

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { ManualClock } from '../../src/core/clock.js'
-import { CircuitBreaker, type BreakerState } from '../../src/data-cache/breaker.js'
+import { CircuitBreaker, type BreakerState } from '../../src/core/breaker.js'
 
 function make(threshold = 3, duration = 1000) {
   const clock = new ManualClock()

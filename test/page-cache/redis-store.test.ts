@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Redis } from 'ioredis'
 import { ManualClock } from '../../src/core/clock.js'
-import { CircuitBreaker } from '../../src/page-cache/breaker.js'
+import { CircuitBreaker } from '../../src/core/breaker.js'
 import { RedisStore, decodeEntry, encodeEntry } from '../../src/page-cache/redis-store.js'
 import { startRedis, type RedisServer } from '../helpers/redis.js'
 import { makeEntry, runStoreContract } from './store-contract.js'
@@ -50,7 +50,7 @@ describe('RedisStore specifics', () => {
 describe('CircuitBreaker', () => {
   it('opens after consecutive failures, probes once after the cooldown, closes on success', () => {
     const clock = new ManualClock()
-    const b = new CircuitBreaker({ failureThreshold: 2, cooldownMs: 1000, clock })
+    const b = new CircuitBreaker({ threshold: 2, duration: 1000, clock })
     b.failure()
     expect(b.state).toBe('closed')
     b.success()

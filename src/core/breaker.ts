@@ -1,4 +1,4 @@
-import type { Clock } from '../core/clock.js'
+import type { Clock } from './clock.js'
 
 export const BREAKER_STATES = { closed: 'closed', open: 'open', halfOpen: 'half-open' } as const
 export type BreakerState = (typeof BREAKER_STATES)[keyof typeof BREAKER_STATES]
@@ -14,9 +14,10 @@ export interface BreakerOptions {
 }
 
 /**
- * A circuit breaker for Redis: after `threshold` consecutive failures every call skips L2 at once
- * instead of paying a timeout; after `duration` one probe goes through and its outcome closes or
- * re-opens the circuit. Pure logic on an injected clock, so tests are exact.
+ * A circuit breaker for Redis, shared by the page cache's L2 and the data cache (the bentocache
+ * habit): after `threshold` consecutive failures every call skips L2 at once instead of paying a
+ * timeout; after `duration` one probe goes through and its outcome closes or re-opens the circuit.
+ * Pure logic on an injected clock, so tests are exact.
  */
 export class CircuitBreaker {
   #state: BreakerState = BREAKER_STATES.closed
@@ -29,7 +30,9 @@ export class CircuitBreaker {
     this.#opts = opts
   }
 
+  /** The state as of now: an open circuit whose `duration` has passed reads as half-open. */
   get state(): BreakerState {
+    if (this.#state === BREAKER_STATES.open && this.#opts.clock.now() >= this.#openUntil) return BREAKER_STATES.halfOpen
     return this.#state
   }
 
