@@ -68,6 +68,7 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
   const cache = new PageCache({ config: config.cache, logger, ...(config.esi.enabled ? { prepare: (e: CacheEntry) => esi?.prepare(e) } : {}) })
   if (config.esi.enabled) esi = new EsiDelivery({ config: config.esi, cache, logger, maxBodyBytes: config.cache.maxObjectBytes })
   const pipeline = new EdgePipeline({
+    logger,
     cache,
     forwarder,
     balancer,

@@ -44,6 +44,8 @@ export interface RequestOutcome {
   readonly ok: boolean
   readonly statusCode?: number | undefined
   readonly connectError?: boolean | undefined
+  /** The client went away first and the attempt was cancelled: says nothing about the server. */
+  readonly aborted?: boolean | undefined
   readonly durationMs: number
 }
 
@@ -571,6 +573,7 @@ export class Balancer {
   }
 
   #end(u: UpstreamState, o: RequestOutcome): void {
+    if (o.aborted === true) return u.cancel()
     const failed = o.connectError === true || !o.ok || (o.statusCode ?? 0) >= 500
     const now = this.#clock.now()
     const ejected = u.end(failed, o.connectError === true, o.durationMs, now, this.#config.passive)

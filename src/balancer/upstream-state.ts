@@ -166,6 +166,11 @@ export class UpstreamState implements Upstream {
     this.#active++
   }
 
+  /** A request cancelled because its client left: only the active count changes. */
+  cancel(): void {
+    if (this.#active > 0) this.#active--
+  }
+
   /**
    * Records the end of a request. Returns true when this failure ejected the server (so the
    * balancer logs it once and rebuilds its candidate list).

@@ -32,7 +32,7 @@ import {
   type NotStorableReason,
 } from './policy.js'
 import { compilePurge } from './purge.js'
-import { cacheStatusValue, deliver, forwardHeaders, selectVariant } from './respond.js'
+import { cacheStatusValue, deliver, forwardHeaders, passHeaders, selectVariant } from './respond.js'
 import type { PageStore } from './store.js'
 import { BodyTee } from './tee.js'
 import type { CacheEntry, CacheRequest, CacheResult, OriginFetch, OriginResponse, PageCacheStats, PurgeCommand } from './types.js'
@@ -195,6 +195,25 @@ export class PageCache {
       return undefined
     }
     return result
+  }
+
+  /**
+   * For the proxy's pass-through path: the Cache-Status `fwd` reason when a GET or HEAD is known,
+   * without any I/O, to bypass the cache (the cache is off, or a hit-for-pass marker stands and
+   * nothing for the URL is in L1), counted as a pass; undefined when `handle` must decide. With
+   * an L2, `handle` asks it first, so this answers undefined.
+   */
+  passFor(req: CacheRequest): string | undefined {
+    if (!this.#config.enabled) {
+      this.#s.passes++
+      return 'bypass'
+    }
+    if (this.#l2 !== undefined) return undefined
+    const key = this.#key(req.scheme, req.host, req.url)
+    const until = this.#hitForPass.get(key)
+    if (until === undefined || until <= this.#clock.now() || this.#l1.peek(key) !== undefined) return undefined
+    this.#s.passes++
+    return 'bypass; detail=hit-for-pass'
   }
 
   /** Records an L1 hit served from `freshHit`. */
@@ -455,10 +474,7 @@ export class PageCache {
   }
 
   #passResult(res: OriginResponse, fwd: string): CacheResult {
-    const headers = forwardHeaders(res.headers, { dropCookie: false })
-    headers['x-cache'] = 'PASS'
-    headers['cache-status'] = cacheStatusValue(`fwd=${fwd}`)
-    return { statusCode: res.statusCode, headers, body: res.body, cacheStatus: 'PASS', ...(res.upstreamId !== undefined ? { upstreamId: res.upstreamId } : {}) }
+    return { statusCode: res.statusCode, headers: passHeaders(res.headers, fwd), body: res.body, cacheStatus: 'PASS', ...(res.upstreamId !== undefined ? { upstreamId: res.upstreamId } : {}) }
   }
 
   /** RFC 9111 §4.4: a non-error response to an unsafe method invalidates the target and Location / Content-Location on the same host. */

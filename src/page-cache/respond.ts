@@ -117,3 +117,11 @@ export function forwardHeaders(src: Headers, opts: { dropCookie: boolean }): Rec
   out['via'] = withVia(out['via'])
   return out
 }
+
+/** Headers of a response that bypassed the cache (RFC 9211 `fwd=<reason>`). */
+export function passHeaders(src: Headers, fwd: string): Record<string, string | string[]> {
+  const headers = forwardHeaders(src, { dropCookie: false })
+  headers['x-cache'] = 'PASS'
+  headers['cache-status'] = cacheStatusValue(`fwd=${fwd}`)
+  return headers
+}

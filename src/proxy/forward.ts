@@ -3,7 +3,7 @@ import { errors as undiciErrors, type Dispatcher } from 'undici'
 import { StrataError } from '../core/errors.js'
 import { appendVia, stripHopByHop } from '../core/headers.js'
 import type { UpstreamPools } from './upstream-pools.js'
-import { shouldRetry, type Balancer, type PickRequest, type PickResult, type RetryOn } from '../balancer/index.js'
+import { shouldRetry, type Balancer, type DoneFn, type PickRequest, type PickResult, type RetryOn } from '../balancer/index.js'
 
 export interface ForwardRequest {
   method: string
@@ -22,6 +22,30 @@ export interface ForwardResponse {
   body: Readable
   upstreamId: string
   setCookie?: string
+}
+
+/** The head of the response `Forwarder.dispatch` delivers (after any retries). */
+export interface ForwardHead {
+  statusCode: number
+  headers: Record<string, string | string[]>
+  upstreamId: string
+  setCookie?: string
+}
+
+/**
+ * Where `Forwarder.dispatch` delivers a response: straight from undici's parser callbacks, with no
+ * stream in between. Exactly one of `start` (then `data`*, then `end` or `error(_, true)`) or
+ * `error(_, false)` happens, unless the sink refuses the response.
+ */
+export interface ForwardSink {
+  /** Each attempt's controller, as soon as it exists: abort it when the client leaves. */
+  attach(controller: Dispatcher.DispatchController): void
+  /** The response head. Returning false refuses it: the upstream request is aborted and nothing more is called. */
+  start(head: ForwardHead): boolean
+  data(chunk: Buffer): void
+  end(): void
+  /** A failure before `start` (answer with an error) or after it (cut the response short). */
+  error(err: StrataError, started: boolean): void
 }
 
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED'])
@@ -90,12 +114,40 @@ export class Forwarder {
     this.#retryOn = opts.retryOn
   }
 
-  async forward(req: ForwardRequest): Promise<ForwardResponse> {
+  /** Whether the balancer is asked asynchronously (learn-mode sticky sessions in Redis); `dispatch` needs a synchronous pick. */
+  get asyncPick(): boolean {
+    return this.#asyncPick
+  }
+
+  /** Whether a failed attempt (0-based) may be retried on another server. */
+  retryable(req: ForwardRequest, attempt: number, connectError: boolean, statusCode?: number): boolean {
     // A streamed body may be partly consumed by a failed attempt and cannot be sent again.
     const replayable = req.body === null || Buffer.isBuffer(req.body)
-    const retryable = (attempt: number, connectError: boolean, statusCode?: number) =>
-      replayable &&
-      shouldRetry({ method: req.method, attempt: attempt + 1, retries: this.#retries, connectError, statusCode, bodySent: req.body !== null, retryOn: this.#retryOn })
+    return replayable && shouldRetry({ method: req.method, attempt: attempt + 1, retries: this.#retries, connectError, statusCode, bodySent: req.body !== null, retryOn: this.#retryOn })
+  }
+
+  /** The pool request options for one attempt on `upstream`. */
+  optionsFor(req: ForwardRequest, upstream: PickResult['upstream']): Dispatcher.DispatchOptions {
+    return {
+      method: req.method as Dispatcher.HttpMethod,
+      // An upstream URL with a path (http://host/app) serves under that prefix.
+      path: upstream.basePath === '' ? req.url : upstream.basePath + req.url,
+      headers: req.headers,
+      body: req.body,
+    }
+  }
+
+  /**
+   * Like `forward`, with the same picks, retries and balancer bookkeeping, but the response goes
+   * to `sink` from undici's callbacks: no Readable, no pipe, no promise per request. The proxy's
+   * pass-through path uses it; needs a synchronous pick (`asyncPick` false).
+   */
+  dispatch(req: ForwardRequest, sink: ForwardSink): void {
+    new DirectForward(this, this.#balancer, this.#pools, req, sink).next(undefined)
+  }
+
+  async forward(req: ForwardRequest): Promise<ForwardResponse> {
+    const retryable = (attempt: number, connectError: boolean, statusCode?: number) => this.retryable(req, attempt, connectError, statusCode)
     let tried: Set<string> | undefined
     let lastError: StrataError | undefined
     for (let attempt = 0; ; attempt++) {
@@ -108,18 +160,11 @@ export class Forwarder {
       const started = performance.now()
       let res: Dispatcher.ResponseData
       try {
-        res = await this.#pools.get(upstream.id, upstream.url).request({
-          method: req.method as Dispatcher.HttpMethod,
-          // An upstream URL with a path (http://host/app) serves under that prefix.
-          path: upstream.basePath === '' ? req.url : upstream.basePath + req.url,
-          headers: req.headers,
-          body: req.body,
-          signal: req.signal ?? null,
-        })
+        res = await this.#pools.get(upstream.id, upstream.url).request({ ...this.optionsFor(req, upstream), signal: req.signal ?? null })
       } catch (err) {
         const e = classifyUpstreamError(err, upstream.id)
         const connectError = e.code === 'STRATA_UPSTREAM_CONNECT'
-        done({ ok: false, connectError, durationMs: performance.now() - started })
+        done({ ok: false, connectError, aborted: req.signal?.aborted === true, durationMs: performance.now() - started })
         lastError = e
         if (connectError && retryable(attempt, true)) {
           ;(tried ??= new Set()).add(upstream.id)
@@ -146,5 +191,130 @@ export class Forwarder {
       if (picked.setCookie !== undefined) out.setCookie = picked.setCookie
       return out
     }
+  }
+}
+
+/**
+ * One `Forwarder.dispatch`: the attempts of one request, each an undici dispatch handler. A
+ * connection failure before the response, or a retryable 502/503/504 (drained first, so the
+ * connection is kept), moves to another server, like `Forwarder.forward`.
+ */
+class DirectForward {
+  #attempt = -1
+  #tried: Set<string> | undefined
+  #lastError: StrataError | undefined
+  readonly #forwarder: Forwarder
+  readonly #balancer: Balancer
+  readonly #pools: UpstreamPools
+  readonly req: ForwardRequest
+  readonly sink: ForwardSink
+
+  constructor(forwarder: Forwarder, balancer: Balancer, pools: UpstreamPools, req: ForwardRequest, sink: ForwardSink) {
+    this.#forwarder = forwarder
+    this.#balancer = balancer
+    this.#pools = pools
+    this.req = req
+    this.sink = sink
+  }
+
+  /** Starts the next attempt, excluding the upstream that just failed (if any). */
+  next(failed: string | undefined): void {
+    if (failed !== undefined) (this.#tried ??= new Set()).add(failed)
+    this.#attempt++
+    const picked = this.#balancer.pick(this.req.pick, this.#tried)
+    if (picked === undefined) {
+      this.sink.error(this.#lastError ?? new StrataError('STRATA_NO_UPSTREAM', 'no healthy upstream is available', { retryAfter: this.#balancer.retryAfterSeconds() }), false)
+      return
+    }
+    const handler = new AttemptHandler(this, picked, this.#balancer.begin(picked.upstream))
+    try {
+      this.#pools.get(picked.upstream.id, picked.upstream.url).dispatch(this.#forwarder.optionsFor(this.req, picked.upstream), handler)
+    } catch (err) {
+      handler.onResponseError(undefined, err as Error)
+    }
+  }
+
+  retryable(connectError: boolean, statusCode?: number): boolean {
+    return this.#forwarder.retryable(this.req, this.#attempt, connectError, statusCode)
+  }
+
+  failed(err: StrataError): void {
+    this.#lastError = err
+  }
+
+  learn(picked: PickResult, headers: Record<string, string | string[]>): void {
+    const setCookie = headers['set-cookie']
+    if (setCookie !== undefined) this.#balancer.learnFromResponse(picked.upstream, setCookie)
+  }
+}
+
+class AttemptHandler implements Dispatcher.DispatchHandler {
+  readonly #run: DirectForward
+  readonly #picked: PickResult
+  readonly #done: DoneFn
+  readonly #started = performance.now()
+  /** 0 waiting for the head, 1 delivering to the sink, 2 draining a 5xx before a retry, 3 refused by the sink or finished. */
+  #state = 0
+
+  constructor(run: DirectForward, picked: PickResult, done: DoneFn) {
+    this.#run = run
+    this.#picked = picked
+    this.#done = done
+  }
+
+  onRequestStart(controller: Dispatcher.DispatchController): void {
+    this.#run.sink.attach(controller)
+  }
+
+  onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[]>): void {
+    if (statusCode < 200 || this.#state !== 0) return // 1xx: informational, the real head follows
+    const run = this.#run
+    const id = this.#picked.upstream.id
+    const durationMs = performance.now() - this.#started
+    if (statusCode >= 502 && statusCode <= 504 && run.retryable(false, statusCode)) {
+      this.#done({ ok: false, statusCode, durationMs })
+      run.failed(new StrataError(statusCode === 504 ? 'STRATA_UPSTREAM_TIMEOUT' : 'STRATA_UPSTREAM_RESPONSE', `upstream ${id} answered ${statusCode}`))
+      this.#state = 2
+      return
+    }
+    this.#done({ ok: statusCode < 500, statusCode, durationMs })
+    run.learn(this.#picked, headers)
+    const head: ForwardHead = { statusCode, headers, upstreamId: id }
+    if (this.#picked.setCookie !== undefined) head.setCookie = this.#picked.setCookie
+    this.#state = 1
+    if (!run.sink.start(head)) {
+      this.#state = 3
+      controller.abort(new Error('response refused'))
+    }
+  }
+
+  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#state === 1) this.#run.sink.data(chunk)
+  }
+
+  onResponseEnd(): void {
+    const state = this.#state
+    this.#state = 3
+    if (state === 1) this.#run.sink.end()
+    else if (state === 2) this.#run.next(this.#picked.upstream.id)
+  }
+
+  onResponseError(controller: Dispatcher.DispatchController | undefined, err: Error): void {
+    const state = this.#state
+    this.#state = 3
+    const run = this.#run
+    const id = this.#picked.upstream.id
+    if (state === 3) return
+    // Only the sink aborts the controller: the client left (or a refused head, state 3).
+    const aborted = controller?.aborted === true
+    if (state === 2) return aborted ? undefined : run.next(id) // the 5xx being drained broke off: retry all the same
+    const e = classifyUpstreamError(err, id)
+    if (state === 1) return run.sink.error(e, true)
+    const connectError = e.code === 'STRATA_UPSTREAM_CONNECT'
+    this.#done({ ok: false, connectError, aborted, durationMs: performance.now() - this.#started })
+    if (aborted) return run.sink.error(e, false)
+    run.failed(e)
+    if (connectError && run.retryable(true)) run.next(id)
+    else run.sink.error(e, false)
   }
 }

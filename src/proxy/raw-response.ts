@@ -1,4 +1,5 @@
 import type { ServerResponse } from 'node:http'
+import type { StrataError } from '../core/errors.js'
 
 /**
  * Writing a response whose bytes are all in memory straight to Node's response: the head and the
@@ -21,4 +22,11 @@ export function writeChunkedPage(res: ServerResponse, status: number, headers: R
   res.writeHead(status, headers)
   if (page.length > 0) res.write(page)
   res.end()
+}
+
+/** strata's own error answer: a JSON body naming the error code, Retry-After when no upstream is up. */
+export function errorResponse(e: StrataError): { status: number; headers: Record<string, string>; body: string } {
+  const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8' }
+  if (e.code === 'STRATA_NO_UPSTREAM') headers['retry-after'] = String(e.retryAfter ?? 1)
+  return { status: e.statusCode, headers, body: `{"error":"${e.code}","message":${JSON.stringify(e.message)}}\n` }
 }

@@ -1,10 +1,12 @@
-import { createServer, type ServerResponse } from 'node:http'
+import { Server, type IncomingMessage, type RequestListener, type ServerResponse } from 'node:http'
+import type { Socket } from 'node:net'
 import { fastify, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from '../observability/logger.js'
 import { createAccessLog } from '../observability/access-log.js'
 import type { StrataConfig } from '../config/schema.js'
 import { StrataError, isStrataError } from '../core/errors.js'
 import { rejectReason } from './request-guard.js'
+import { errorResponse } from './raw-response.js'
 import type { EdgePipeline } from './pipeline.js'
 
 type AccessLogFn = NonNullable<ReturnType<typeof createAccessLog>>
@@ -48,6 +50,33 @@ export class RequestFacts {
   }
 }
 
+/**
+ * The edge's HTTP server. Node's `closeIdleConnections` (which fastify's close and strata's
+ * shutdown reaper call) leaves alone a connection that has not sent a request yet, such as a
+ * browser's pre-connect, so one of those held a graceful shutdown until `shutdownMs`; here they
+ * are closed as well.
+ */
+class EdgeServer extends Server {
+  readonly #unused = new Set<Socket>()
+
+  constructor(listener: RequestListener) {
+    super((req: IncomingMessage, res: ServerResponse) => {
+      this.#unused.delete(req.socket)
+      listener(req, res)
+    })
+    this.on('connection', (socket: Socket) => {
+      this.#unused.add(socket)
+      socket.once('close', () => this.#unused.delete(socket))
+    })
+  }
+
+  override closeIdleConnections(): void {
+    super.closeIdleConnections()
+    for (const socket of this.#unused) socket.destroy()
+    this.#unused.clear()
+  }
+}
+
 declare module 'fastify' {
   interface FastifyRequest {
     strata: RequestFacts
@@ -72,10 +101,11 @@ export function createProxyServer(opts: ProxyServerOptions): FastifyInstance {
   const { config, logger, pipeline } = opts
   const accessLog = config.log.access ? createAccessLog(logger, opts.accessLines) : undefined
   const app = fastify({
-    // Fresh plain cache hits are answered before fastify sees the request (see EdgePipeline.tryHit).
+    // Fresh cache hits and known pass-throughs are answered before fastify sees the request (see
+    // EdgePipeline.serveEarly); everything else, and anything they hand back, goes through fastify.
     serverFactory: (handler) => {
-      const server = createServer((req, res) => {
-        if (!pipeline.tryHit(req, res, accessLog)) handler(req, res)
+      const server = new EdgeServer((req, res) => {
+        if (!pipeline.serveEarly(req, res, accessLog, handler)) handler(req, res)
       })
       server.keepAliveTimeout = 72_000
       return server
@@ -101,9 +131,8 @@ export function createProxyServer(opts: ProxyServerOptions): FastifyInstance {
     if (e.statusCode >= 500) logger.warn({ err: { code: e.code, message: e.message }, method: request.method, url: request.url, upstream: request.strata?.upstream }, 'proxy error')
     if (reply.sent || reply.raw.headersSent) return
     request.strata?.whenFinished(reply.raw)
-    reply.code(e.statusCode).header('content-type', 'application/json; charset=utf-8')
-    if (e.code === 'STRATA_NO_UPSTREAM') reply.header('retry-after', String(e.retryAfter ?? 1))
-    return reply.send(`{"error":"${e.code}","message":${JSON.stringify(e.message)}}\n`)
+    const answer = errorResponse(e)
+    return reply.code(answer.status).headers(answer.headers).send(answer.body)
   })
 
   app.route({

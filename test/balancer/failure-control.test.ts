@@ -54,6 +54,16 @@ describe('passive ejection', () => {
     expect(row(b, 'a').ejectedUntil! - clock.now()).toBe(1000)
   })
 
+  it('a request cancelled because its client left neither counts as a failure nor resets the count', () => {
+    const b = new Balancer({ upstreams: upstreams({ a: 1, b: 1 }), config: balancerConfig({ passive }), clock: new ManualClock() })
+    const a = b.get('a')!
+    fail(b, a, 2)
+    fail(b, a, 5, { ok: false, aborted: true, durationMs: 1 })
+    expect(row(b, 'a')).toMatchObject({ state: 'up', failures: 2, active: 0 })
+    fail(b, a, 1)
+    expect(row(b, 'a').state).toBe('ejected')
+  })
+
   it('requests that were in flight when it was ejected do not eject it again', () => {
     const clock = new ManualClock()
     const b = new Balancer({ upstreams: upstreams({ a: 1, b: 1 }), config: balancerConfig({ passive }), clock })

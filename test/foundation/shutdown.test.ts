@@ -1,3 +1,4 @@
+import { connect } from 'node:net'
 import { describe, expect, it } from 'vitest'
 import { request } from 'undici'
 import { startOrigin } from '../helpers/origin.js'
@@ -39,6 +40,23 @@ describe('graceful shutdown', () => {
       await s.close()
       expect(Date.now() - started).toBeLessThan(2000)
       await inflight
+    } finally {
+      await origin.close()
+    }
+  })
+
+  it('does not wait for a connection that never sent a request (a browser pre-connect)', async () => {
+    const origin = await startOrigin((_q, r) => r.end('ok'))
+    const s = await startStrata([origin.url], { timeouts: { shutdownMs: 5000 } })
+    try {
+      const { port } = new URL(s.url)
+      const idle = connect(Number(port), '127.0.0.1')
+      await new Promise((resolve) => idle.once('connect', resolve))
+      const closedByServer = new Promise((resolve) => idle.once('close', resolve))
+      const started = Date.now()
+      await s.close()
+      expect(Date.now() - started).toBeLessThan(1000)
+      await closedByServer
     } finally {
       await origin.close()
     }

@@ -1,0 +1,268 @@
+// The pass-through path: once the cache knows a URL is uncacheable (a hit-for-pass marker), its
+// requests are forwarded before fastify, the upstream's bytes going straight to the client. These
+// tests check it behaves like the full path: headers, streaming, retries, errors, sticky cookies,
+// client aborts, ESI templates, and the access log.
+import { createHash } from 'node:crypto'
+import { request as httpRequest } from 'node:http'
+import { afterEach, describe, expect, it } from 'vitest'
+import { request } from 'undici'
+import { startOrigin, type Handler, type Origin } from '../helpers/origin.js'
+import { startStrata, type RunningStrata } from '../helpers/strata.js'
+import { sleep } from '../helpers/ports.js'
+
+let cleanup: (() => Promise<void>)[] = []
+afterEach(async () => {
+  for (const c of cleanup.reverse()) await c()
+  cleanup = []
+})
+
+async function setup(handlers: Handler[], overrides: Record<string, unknown> = {}): Promise<{ origins: Origin[]; s: RunningStrata }> {
+  const origins = await Promise.all(handlers.map((h) => startOrigin(h)))
+  const s = await startStrata(origins.map((o) => o.url), overrides)
+  cleanup.push(async () => {
+    await s.close()
+    await Promise.all(origins.map((o) => o.close()))
+  })
+  return { origins, s }
+}
+
+async function get(url: string, headers: Record<string, string> = {}) {
+  const res = await request(url, { headers })
+  const body = Buffer.from(await res.body.arrayBuffer())
+  return { status: res.statusCode, headers: res.headers, body }
+}
+
+const accessLines = (s: RunningStrata) => s.logs.filter((l) => l['msg'] === 'request')
+
+describe('pass-through before fastify (hit-for-pass)', () => {
+  it('answers like the full path: PASS status, Via, edge-only headers stripped, forwarding headers upstream', async () => {
+    const { origins, s } = await setup([
+      (_req, res) => {
+        res.writeHead(200, { 'content-type': 'text/plain', 'cache-control': 'no-store', 'surrogate-key': 'a b', 'surrogate-control': 'max-age=60', 'x-app': '1' })
+        res.end('dynamic')
+      },
+    ])
+    const first = await get(`${s.url}/dyn?x=1`)
+    expect(first.headers['cache-status']).toMatch(/^strata; fwd=uri-miss/)
+    const second = await get(`${s.url}/dyn?x=1`, { 'x-forwarded-for': '10.0.0.9' })
+    expect(second.status).toBe(200)
+    expect(second.body.toString()).toBe('dynamic')
+    expect(second.headers['x-cache']).toBe('PASS')
+    expect(second.headers['cache-status']).toBe('strata; fwd=bypass; detail=hit-for-pass')
+    expect(second.headers['via']).toBe('1.1 strata')
+    expect(second.headers['x-app']).toBe('1')
+    expect(second.headers['surrogate-key']).toBeUndefined()
+    expect(second.headers['surrogate-control']).toBeUndefined()
+    const seen = origins[0]!.requests[1]!
+    expect(seen.url).toBe('/dyn?x=1')
+    expect(seen.headers['x-forwarded-for']).toBe('10.0.0.9, 127.0.0.1')
+    expect(seen.headers['via']).toBe('1.1 strata')
+    expect(seen.headers['surrogate-capability']).toBe('strata="ESI/1.0"')
+    const line = accessLines(s).at(-1)!
+    expect(line).toMatchObject({ method: 'GET', url: '/dyn?x=1', status: 200, upstream: 'b1', cache: 'PASS' })
+    const adminStats = (await (await fetch(`${s.adminUrl}/stats`, { headers: { authorization: `Bearer ${s.token}` } })).json()) as { cache: { passes: number } }
+    expect(adminStats.cache.passes).toBe(1)
+  })
+
+  it('streams a large body byte-exact, HEAD has no body', async () => {
+    const big = Buffer.alloc(8 * 1024 * 1024)
+    for (let i = 0; i < big.length; i += 4) big.writeUInt32LE(i * 2654435761 >>> 0, i)
+    const { s } = await setup([
+      (_req, res) => {
+        res.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'private', 'content-length': big.length })
+        res.end(big)
+      },
+    ])
+    await get(`${s.url}/big`)
+    const r = await get(`${s.url}/big`)
+    expect(r.headers['x-cache']).toBe('PASS')
+    expect(r.body.length).toBe(big.length)
+    expect(createHash('sha256').update(r.body).digest('hex')).toBe(createHash('sha256').update(big).digest('hex'))
+    const head = await request(`${s.url}/big`, { method: 'HEAD' })
+    expect(head.statusCode).toBe(200)
+    expect(head.headers['content-length']).toBe(String(big.length))
+    expect((await head.body.arrayBuffer()).byteLength).toBe(0)
+  })
+
+  it('holds the upstream back while the client reads slowly (backpressure), then delivers everything', async () => {
+    let written = 0
+    let drained = false
+    const chunk = Buffer.alloc(64 * 1024, 'z')
+    const { s } = await setup([
+      (_req, res) => {
+        res.writeHead(200, { 'cache-control': 'no-store' })
+        if (written === 0 && !drained) {
+          drained = true
+          return res.end('warm')
+        }
+        // 32 MB, written as fast as the socket takes it.
+        const total = 512
+        let i = 0
+        const pump = () => {
+          while (i < total) {
+            i++
+            written += chunk.length
+            if (!res.write(chunk)) return res.once('drain', pump)
+          }
+          res.end()
+        }
+        pump()
+      },
+    ])
+    await get(`${s.url}/slow`)
+    const url = new URL(`${s.url}/slow`)
+    const received = await new Promise<number>((resolve, reject) => {
+      const req = httpRequest({ host: url.hostname, port: url.port, path: url.pathname }, (res) => {
+        expect(res.headers['x-cache']).toBe('PASS')
+        res.pause()
+        setTimeout(() => {
+          // Paused for 300 ms: the origin must not have pushed the whole body into strata's memory.
+          expect(written).toBeLessThan(24 * 1024 * 1024)
+          let n = 0
+          res.on('data', (d: Buffer) => (n += d.length))
+          res.on('end', () => resolve(n))
+          res.resume()
+        }, 300)
+      })
+      req.on('error', reject)
+      req.end()
+    })
+    expect(received).toBe(32 * 1024 * 1024)
+  })
+
+  it('retries a dead upstream on another server; all dead answers 502 JSON', async () => {
+    const ok: Handler = (_req, res) => {
+      res.writeHead(200, { 'cache-control': 'no-store' })
+      res.end('ok')
+    }
+    const { origins, s } = await setup([ok, ok], { balancer: { retries: 2, passive: { failures: 1000 } } })
+    await get(`${s.url}/r`)
+    await origins[0]!.close()
+    for (let i = 0; i < 6; i++) {
+      const r = await get(`${s.url}/r`)
+      expect(r.status).toBe(200)
+      expect(r.headers['x-cache']).toBe('PASS')
+    }
+    await origins[1]!.close()
+    const down = await get(`${s.url}/r`)
+    expect(down.status).toBe(502)
+    expect(down.headers['content-type']).toBe('application/json; charset=utf-8')
+    expect(JSON.parse(down.body.toString())).toMatchObject({ error: 'STRATA_UPSTREAM_CONNECT' })
+    expect(accessLines(s).at(-1)).toMatchObject({ url: '/r', status: 502, cache: 'PASS' })
+  })
+
+  it('retries a 503 on another server when balancer.retryOn says so', async () => {
+    let n = 0
+    const { s } = await setup(
+      [
+        (_req, res) => {
+          res.writeHead(n++ === 0 ? 200 : 503, { 'cache-control': 'no-store' })
+          res.end('first')
+        },
+        (_req, res) => {
+          res.writeHead(200, { 'cache-control': 'no-store' })
+          res.end('second')
+        },
+      ],
+      { balancer: { algorithm: 'round-robin', retries: 1, retryOn: ['connect', '503'], passive: { failures: 1000 } } },
+    )
+    await get(`${s.url}/x`) // b1: 200, marks hit-for-pass
+    await get(`${s.url}/x`) // b2
+    const r = await get(`${s.url}/x`) // b1 answers 503 → retried on b2
+    expect(r.status).toBe(200)
+    expect(r.body.toString()).toBe('second')
+  })
+
+  it('cuts the response when the upstream dies mid-body', async () => {
+    let calls = 0
+    const { s } = await setup([
+      (_req, res) => {
+        res.writeHead(200, { 'cache-control': 'no-store', 'content-length': '100000' })
+        if (calls++ !== 1) return res.end(Buffer.alloc(100000))
+        res.write(Buffer.alloc(1000))
+        setTimeout(() => res.socket?.destroy(), 50)
+      },
+    ])
+    await get(`${s.url}/cut`)
+    await expect(get(`${s.url}/cut`)).rejects.toThrow()
+    // strata is still serving.
+    await sleep(20)
+    expect((await get(`${s.url}/cut`)).status).toBe(200)
+  })
+
+  it('cancels the upstream request when the client leaves, without counting it against the server', async () => {
+    let upstreamClosed = 0
+    let first = true
+    const { s } = await setup(
+      [
+        (_req, res) => {
+          res.writeHead(200, { 'cache-control': 'no-store' })
+          if (first) {
+            first = false
+            return res.end('warm')
+          }
+          res.on('close', () => upstreamClosed++)
+          res.write('partial')
+          // never ends
+        },
+      ],
+      { balancer: { passive: { failures: 1 } } },
+    )
+    await get(`${s.url}/hang`)
+    const ac = new AbortController()
+    const res = await request(`${s.url}/hang`, { signal: ac.signal })
+    expect(res.headers['x-cache']).toBe('PASS')
+    ac.abort()
+    await res.body.text().catch(() => undefined)
+    for (let i = 0; i < 50 && upstreamClosed === 0; i++) await sleep(20)
+    expect(upstreamClosed).toBe(1)
+    // A client leaving says nothing about the server: with passive.failures 1 it would be ejected.
+    const ups = (await (await fetch(`${s.adminUrl}/upstreams`, { headers: { authorization: `Bearer ${s.token}` } })).json()) as { upstreams: { id: string; state: string; ejections: number; active: number }[] }
+    expect(ups.upstreams[0]).toMatchObject({ id: 'b1', state: 'up', ejections: 0, active: 0 })
+    expect(accessLines(s).some((l) => l['url'] === '/hang' && l['status'] === 200 && l['cache'] === 'PASS')).toBe(true)
+  })
+
+  it('adds the sticky cookie and strips it from the upstream request', async () => {
+    const { origins, s } = await setup(
+      [
+        (req, res) => {
+          res.writeHead(200, { 'cache-control': 'no-store', 'x-saw-cookie': req.headers.cookie ?? '' })
+          res.end('s')
+        },
+      ],
+      { balancer: { sticky: { mode: 'insert', secret: 'sticky-secret-0123456789' } } },
+    )
+    const first = await get(`${s.url}/st`, { cookie: 'app=1' })
+    const cookie = String(first.headers['set-cookie']).split(';')[0]!
+    expect(cookie).toMatch(/^strata_srv=/)
+    const repeat = await get(`${s.url}/st`, { cookie: `app=1; ${cookie}` })
+    expect(repeat.headers['x-cache']).toBe('PASS')
+    expect(repeat.headers['x-saw-cookie']).toBe('app=1')
+    expect(repeat.headers['set-cookie']).toBeUndefined()
+    const fresh = await get(`${s.url}/st`)
+    expect(String(fresh.headers['set-cookie'])).toMatch(/^strata_srv=/)
+    expect(origins[0]!.requests.every((r) => !String(r.headers.cookie ?? '').includes('strata_srv'))).toBe(true)
+  })
+
+  it('hands an uncacheable ESI template back to the full path, and remembers to', async () => {
+    const { origins, s } = await setup([
+      (req, res) => {
+        if (req.url === '/page') {
+          res.writeHead(200, { 'content-type': 'text/html', 'cache-control': 'private', 'surrogate-control': 'content="ESI/1.0"' })
+          return res.end('<p><esi:include src="/frag"/></p>')
+        }
+        res.writeHead(200, { 'cache-control': 'public, max-age=60' })
+        res.end('F')
+      },
+    ])
+    for (let i = 0; i < 3; i++) {
+      const r = await get(`${s.url}/page`)
+      expect(r.status).toBe(200)
+      expect(r.body.toString()).toBe('<p>F</p>')
+    }
+    // View 1: full path, marked hit-for-pass. View 2: the early pass sees a template and hands
+    // over (one extra origin request). View 3: straight to the full path.
+    expect(origins[0]!.hits('/page')).toBe(4)
+    expect(origins[0]!.hits('/frag')).toBe(1)
+  })
+})
