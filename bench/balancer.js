@@ -1,11 +1,13 @@
 // Balancer pass-through: uncacheable 1 KB responses (the origins answer `Cache-Control:
 // no-store`) through strata in front of 2 origin processes (round-robin), against
 // @fastify/http-proxy alone in front of one of them, in the same run. Target (issue 4): ≥ 1.2×.
-// Short rounds alternate the candidates (order reversed every other round) so noise from other
-// jobs on the machine hits them alike; each row is the median of its rounds (req/s, p50, p99).
+// How it measures (lib.js compare): a 1 s warm-up load per candidate, then BENCH_ROUNDS (4)
+// rounds of BENCH_SECONDS (4 s) per candidate, order reversed every other round, so noise from
+// other jobs on the machine hits them alike; each row is the median of its rounds (req/s, p50,
+// p99, and the proxy process's CPU µs per request), and the ratios come from those medians.
 // Stays under 90 s with the defaults (4 rounds × 3 candidates × 4 s, plus warm-up).
 import { join } from 'node:path'
-import { ROOT, startNode, startStrata, load, report, warm, round } from './lib.js'
+import { ROOT, compare, startNode, startStrata, report, warm } from './lib.js'
 
 const SIZE = 1024
 const seconds = Number(process.env.BENCH_SECONDS ?? 4)
@@ -41,41 +43,18 @@ try {
   const quiet = await start(startStrata(strataCfg(false)))
 
   const candidates = {
-    '@fastify/http-proxy → 1 origin': `${httpProxy.info.listening}/item`,
-    'strata → 2 origins (access log on)': `${strata.url}/item`,
-    'strata → 2 origins (access log off)': `${quiet.url}/item`,
+    '@fastify/http-proxy → 1 origin': { url: `${httpProxy.info.listening}/item`, pid: httpProxy.child.pid },
+    'strata → 2 origins (access log on)': { url: `${strata.url}/item`, pid: strata.child.pid },
+    'strata → 2 origins (access log off)': { url: `${quiet.url}/item`, pid: quiet.child.pid },
   }
-  for (const [name, url] of Object.entries(candidates)) {
+  for (const [name, { url }] of Object.entries(candidates)) {
     // A bench of error pages measures nothing: check each candidate answers the origin's bytes.
     const res = await fetch(url)
     const body = await res.arrayBuffer()
     if (res.status !== 200 || body.byteLength !== SIZE) throw new Error(`${name}: ${res.status}, ${Buffer.from(body).toString().slice(0, 300)}`)
     await warm(url, 20)
-    await load(url, { connections, seconds: 1 }) // open every keep-alive connection, JIT warm
   }
-  const runs = Object.fromEntries(Object.keys(candidates).map((k) => [k, []]))
-  for (let r = 0; r < rounds; r++) {
-    const order = Object.keys(candidates)
-    if (r % 2 === 1) order.reverse()
-    for (const k of order) runs[k].push(await load(candidates[k], { connections, seconds }))
-  }
-  const rows = {}
-  for (const [k, rs] of Object.entries(runs)) {
-    const median = (f) => {
-      const v = rs.map((x) => x[f]).sort((a, b) => a - b)
-      const m = v.length >> 1
-      return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2
-    }
-    rows[k] = {
-      tool: rs[0].tool,
-      rps: median('rps'),
-      p50: median('p50'),
-      p99: median('p99'),
-      errors: rs.reduce((a, x) => a + x.errors, 0),
-      non2xx: rs.reduce((a, x) => a + x.non2xx, 0),
-      rounds: rs.map((x) => ({ rps: round(x.rps, 0), p99: x.p99 })),
-    }
-  }
+  const rows = await compare(candidates, { rounds, seconds, connections })
   const base = rows['@fastify/http-proxy → 1 origin'].rps
   report('balancer pass-through', rows, {
     'strata/http-proxy (log on)': rows['strata → 2 origins (access log on)'].rps / base,

@@ -2,18 +2,24 @@
 // against a plain cached page through the same strata; the 5-fragment page also against nodesi
 // (with an LRU in front of its fetches, bench/servers/nodesi.js) and, when varnishd is on PATH,
 // Varnish ESI on the same template. Targets (issue 6): esi5 ≥ 0.6× plain, ≥ 1.5× Varnish,
-// ≥ 2× nodesi. Reports what it measures; every child process is stopped at the end.
+// ≥ 2× nodesi.
+// How it measures (lib.js compare): a 1 s warm-up load per candidate, then BENCH_ROUNDS (3)
+// rounds of BENCH_SECONDS (4 s) per candidate, order reversed every other round, so drift and
+// other jobs on this shared machine hit every candidate alike; each row is the median of its
+// rounds (req/s, p50, p99, and the server's CPU µs per request, varnishd's counted with its
+// cache child), and the ratios come from those medians. About 1.5 minutes with the defaults.
+// Every child process is stopped at the end.
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import { chmodSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ROOT, freePort, startNode, startStrata, load, report, warm } from './lib.js'
+import { ROOT, compare, freePort, startNode, startStrata, report, warm } from './lib.js'
 
 const SIZE = 10 * 1024
-const seconds = Number(process.env.BENCH_SECONDS ?? 8)
+const seconds = Number(process.env.BENCH_SECONDS ?? 4)
 const connections = Number(process.env.BENCH_CONNECTIONS ?? 50)
-
+const rounds = Number(process.env.BENCH_ROUNDS ?? 3)
 
 async function text(url) {
   const res = await fetch(url)
@@ -72,7 +78,7 @@ sub vcl_backend_response {
     console.log(`varnishd did not start (${err.message}); skipping Varnish`)
     return undefined
   }
-  return { url, stop, version: spawnSync('varnishd', ['-V']).stderr.toString().split('\n')[0] }
+  return { url, pid: child.pid, stop, version: spawnSync('varnishd', ['-V']).stderr.toString().split('\n')[0] }
 }
 
 const origin = await startNode(join(ROOT, 'bench/servers/origin.js'), [String(SIZE), 'public, max-age=3600'])
@@ -92,16 +98,18 @@ try {
   if (varnish) stops.push(() => varnish.stop())
 
   const targets = {
-    'strata plain hit': `${strata.url}/page`,
-    'strata esi5': `${strata.url}/esi/5`,
-    'strata esi10': `${strata.url}/esi/10`,
-    'nodesi esi5 (LRU)': `${nodesi.info.listening}/esi/5`,
-    ...(varnish ? { 'varnish esi5': `${varnish.url}/esi/5`, 'varnish plain hit': `${varnish.url}/page` } : {}),
+    'strata plain hit': { url: `${strata.url}/page`, pid: strata.child.pid },
+    'strata esi5': { url: `${strata.url}/esi/5`, pid: strata.child.pid },
+    'strata esi10': { url: `${strata.url}/esi/10`, pid: strata.child.pid },
+    'nodesi esi5 (LRU)': { url: `${nodesi.info.listening}/esi/5`, pid: nodesi.child.pid },
+    ...(varnish
+      ? { 'varnish esi5': { url: `${varnish.url}/esi/5`, pid: varnish.pid }, 'varnish plain hit': { url: `${varnish.url}/page`, pid: varnish.pid } }
+      : {}),
   }
   // Every ESI server must produce the same assembled page before anything is measured.
   const sizes = {}
   const expect5 = (await text(`${strata.url}/esi/5`)).body
-  for (const [label, url] of Object.entries(targets)) {
+  for (const [label, { url }] of Object.entries(targets)) {
     await warm(url)
     const r = await text(url)
     if (r.status !== 200 || r.body.includes('<esi:')) throw new Error(`${label}: status ${r.status}, not assembled`)
@@ -109,8 +117,7 @@ try {
     sizes[label] = Buffer.byteLength(r.body)
   }
 
-  const rows = {}
-  for (const [label, url] of Object.entries(targets)) rows[label] = await load(url, { connections, seconds })
+  const rows = await compare(targets, { rounds, seconds, connections })
   const plain = rows['strata plain hit'].rps
   const esi5 = rows['strata esi5'].rps
   const ratios = {
@@ -119,7 +126,12 @@ try {
     'esi5/nodesi': esi5 / rows['nodesi esi5 (LRU)'].rps,
     ...(varnish ? { 'esi5/varnish esi5': esi5 / rows['varnish esi5'].rps } : {}),
   }
-  report('esi', rows, ratios, { sizes, connections, seconds, varnish: varnish?.version ?? 'not installed' })
+  report('esi', rows, ratios, { sizes, connections, seconds, rounds, varnish: varnish?.version ?? 'not installed' })
+  const failed = Object.entries(rows).filter(([, r]) => r.errors + r.non2xx > 0)
+  if (failed.length > 0) {
+    console.error(`errors or non-2xx answers in: ${failed.map(([k]) => k).join(', ')}`)
+    process.exitCode = 1
+  }
 } finally {
   for (const stop of stops.reverse()) await stop().catch(() => {})
 }

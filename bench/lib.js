@@ -1,9 +1,9 @@
 // Shared bench plumbing: child-process servers, a load generator (wrk when installed, else
-// autocannon), and result formatting. Every bench reports ratios against a baseline measured in
-// the same run, never absolute targets.
+// autocannon), interleaved comparison rounds, and result formatting. Every bench reports ratios
+// against a baseline measured in the same run, never absolute targets.
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
-import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { closeSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -97,8 +97,9 @@ export async function startStrata(config) {
 }
 
 /**
- * Loads `url` for `seconds` with `connections` and returns { rps, p50, p99, errors, non2xx }
- * (latencies in ms). wrk runs in its own process and so measures the server, not itself.
+ * Loads `url` for `seconds` with `connections` and returns { rps, p50, p99, errors, non2xx,
+ * requests } (latencies in ms, `requests` answered in the run). wrk runs in its own process and so
+ * measures the server, not itself.
  */
 export async function load(url, { connections = 50, seconds = 8, headers = {} } = {}) {
   if (hasWrk) {
@@ -106,18 +107,114 @@ export async function load(url, { connections = 50, seconds = 8, headers = {} } 
     for (const [k, v] of Object.entries(headers)) args.push('-H', `${k}: ${v}`)
     args.push(url)
     const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'inherit'] })
+    children.add(child)
     let out = ''
     child.stdout.on('data', (d) => (out += d))
-    await once(child, 'exit')
+    await once(child, 'close') // 'exit' can come before the last of stdout
+    children.delete(child)
     const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0)
+    const requests = Number(/(\d+) requests in /.exec(out)?.[1] ?? 0)
     const pct = (p) => toMs(new RegExp(`\\s${p}%\\s+([\\d.]+\\w+)`).exec(out)?.[1])
     const non2xx = Number(/Non-2xx or 3xx responses:\s+(\d+)/.exec(out)?.[1] ?? 0)
     const errs = /Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)/.exec(out)
     const errors = errs ? errs.slice(1).reduce((a, b) => a + Number(b), 0) : 0
-    return { tool: 'wrk', rps, p50: pct(50), p99: pct(99), errors, non2xx }
+    return { tool: 'wrk', rps, p50: pct(50), p99: pct(99), errors, non2xx, requests }
   }
   const r = await autocannon({ url, connections, duration: seconds, headers })
-  return { tool: 'autocannon', rps: r.requests.average, p50: r.latency.p50, p99: r.latency.p99, errors: r.errors + r.timeouts, non2xx: r.non2xx }
+  return {
+    tool: 'autocannon',
+    rps: r.requests.average,
+    p50: r.latency.p50,
+    p99: r.latency.p99,
+    errors: r.errors + r.timeouts,
+    non2xx: r.non2xx,
+    requests: r.requests.total,
+  }
+}
+
+let clockTicks
+/** Clock ticks per second of /proc/<pid>/stat times (`getconf CLK_TCK`, 100 on nearly every Linux). */
+function clkTck() {
+  clockTicks ??= Number(spawnSync('getconf', ['CLK_TCK']).stdout?.toString().trim()) || 100
+  return clockTicks
+}
+
+/**
+ * CPU time (user + system, in clock ticks) used so far by `pid` and its live descendants, or
+ * undefined where /proc is missing (not Linux) or the process is gone. Descendants count because
+ * some servers do their work in a child: varnishd's manager forks the cache process.
+ */
+export function cpuTicks(pid) {
+  try {
+    // proc(5): after the ")" closing comm (which may hold spaces) comes field 3, so utime
+    // (field 14) and stime (field 15) are at offsets 11 and 12.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    let ticks = Number(f[11]) + Number(f[12])
+    for (const tid of readdirSync(`/proc/${pid}/task`)) {
+      let kids = ''
+      try {
+        kids = readFileSync(`/proc/${pid}/task/${tid}/children`, 'utf8')
+      } catch {
+        continue // the thread ended, or the kernel lacks CONFIG_PROC_CHILDREN
+      }
+      for (const kid of kids.split(' ').filter(Boolean)) ticks += cpuTicks(Number(kid)) ?? 0
+    }
+    return ticks
+  } catch {
+    return undefined
+  }
+}
+
+/** Median of numbers (NaN-free input); the mean of the middle two for an even count. */
+export function median(values) {
+  const v = [...values].sort((a, b) => a - b)
+  const m = v.length >> 1
+  return v.length % 2 ? v[m] : (v[m - 1] + v[m]) / 2
+}
+
+/**
+ * Measures candidates against each other on a shared, noisy machine: a 1 s warm-up load per
+ * candidate (opens every keep-alive connection, warms the JIT), then `rounds` rounds that load
+ * each candidate once for `seconds`, in reverse order on odd rounds, so drift and whatever else
+ * runs on the machine hit every candidate alike. `candidates` maps a label to a url or to
+ * { url, pid?, headers? }; with a `pid` (Linux) it also reports the server's CPU time per request.
+ * Checking the responses is the caller's job. Returns label → { tool, rps, p50, p99, errors,
+ * non2xx, rounds: [{ rps, p99, cpuUsPerReq? }], cpuUsPerReq? }: rps, p50, p99 and cpuUsPerReq
+ * are medians over the rounds, errors and non2xx are totals.
+ */
+export async function compare(candidates, { rounds = 3, seconds = 5, connections = 50, headers = {}, warmup = 1 } = {}) {
+  const list = Object.entries(candidates).map(([label, c]) => {
+    const { url, pid, headers: own = {} } = typeof c === 'string' ? { url: c } : c
+    return { label, url, pid, opts: { connections, seconds, headers: { ...headers, ...own } } }
+  })
+  for (const c of list) if (warmup > 0) await load(c.url, { ...c.opts, seconds: warmup })
+  const runs = new Map(list.map((c) => [c.label, []]))
+  for (let r = 0; r < rounds; r++) {
+    const order = r % 2 === 1 ? [...list].reverse() : list
+    for (const c of order) {
+      const before = c.pid === undefined ? undefined : cpuTicks(c.pid)
+      const res = await load(c.url, c.opts)
+      const after = before === undefined ? undefined : cpuTicks(c.pid)
+      if (after !== undefined && res.requests > 0) res.cpuUsPerReq = ((after - before) * 1e6) / clkTck() / res.requests
+      runs.get(c.label).push(res)
+    }
+  }
+  const rows = {}
+  for (const [label, rs] of runs) {
+    const cpu = rs.map((x) => x.cpuUsPerReq).filter((x) => x !== undefined)
+    rows[label] = {
+      tool: rs[0].tool,
+      rps: median(rs.map((x) => x.rps)),
+      p50: median(rs.map((x) => x.p50)),
+      p99: median(rs.map((x) => x.p99)),
+      errors: rs.reduce((a, x) => a + x.errors, 0),
+      non2xx: rs.reduce((a, x) => a + x.non2xx, 0),
+      rounds: rs.map((x) => ({ rps: round(x.rps, 0), p99: x.p99, ...(x.cpuUsPerReq === undefined ? {} : { cpuUsPerReq: round(x.cpuUsPerReq, 1) }) })),
+      ...(cpu.length === rs.length ? { cpuUsPerReq: median(cpu) } : {}),
+    }
+  }
+  return rows
 }
 
 function toMs(v) {
@@ -141,12 +238,19 @@ export const freePort = () =>
 
 export const round = (n, d = 2) => Math.round(n * 10 ** d) / 10 ** d
 
-/** Prints a table of named results and the closing JSON line. */
+/**
+ * Prints a table of named results (with a server CPU µs/req column when any row has one) and
+ * the closing JSON line.
+ */
 export function report(name, rows, ratios, extra = {}) {
+  const cpu = Object.values(rows).some((r) => r.cpuUsPerReq !== undefined)
   console.log(`\n## ${name}  (load: ${hasWrk ? 'wrk' : 'autocannon'})`)
-  console.log('| case | req/s | p50 ms | p99 ms | errors |')
-  console.log('| --- | ---: | ---: | ---: | ---: |')
-  for (const [label, r] of Object.entries(rows)) console.log(`| ${label} | ${Math.round(r.rps)} | ${round(r.p50)} | ${round(r.p99)} | ${r.errors + (r.non2xx ?? 0)} |`)
+  console.log(`| case | req/s | p50 ms | p99 ms |${cpu ? ' server CPU µs/req |' : ''} errors |`)
+  console.log(`| --- | ---: | ---: | ---: |${cpu ? ' ---: |' : ''} ---: |`)
+  for (const [label, r] of Object.entries(rows)) {
+    const cpuCell = cpu ? ` ${r.cpuUsPerReq === undefined ? '–' : round(r.cpuUsPerReq, 1)} |` : ''
+    console.log(`| ${label} | ${Math.round(r.rps)} | ${round(r.p50)} | ${round(r.p99)} |${cpuCell} ${r.errors + (r.non2xx ?? 0)} |`)
+  }
   for (const [k, v] of Object.entries(ratios)) console.log(`ratio ${k}: ${round(v)}`)
   console.log(JSON.stringify({ bench: name, ...extra, results: rows, ratios }))
 }
