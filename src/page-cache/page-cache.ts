@@ -32,7 +32,7 @@ import {
   type NotStorableReason,
 } from './policy.js'
 import { compilePurge } from './purge.js'
-import { cacheStatusValue, deliver, forwardHeaders, passHeaders, selectVariant } from './respond.js'
+import { cacheStatusValue, deliver, forwardHeaders, passHeaders, plainHit, selectVariant, type PlainHit } from './respond.js'
 import type { PageStore } from './store.js'
 import { BodyTee } from './tee.js'
 import type { CacheEntry, CacheRequest, CacheResult, OriginFetch, OriginResponse, PageCacheStats, PurgeCommand } from './types.js'
@@ -180,17 +180,26 @@ export class PageCache {
   }
 
   /**
-   * A peek for the proxy's fast path: the complete response for a fresh L1 hit whose body is in
-   * memory (no gunzip on the way), synchronously; undefined otherwise. Nothing is counted: the
-   * caller calls `countHit()` when it serves the result, and otherwise takes the full path.
+   * The proxy's fast path, step one: the fresh L1 entry for a GET or HEAD, or undefined. Nothing
+   * is counted; the caller calls `countHit()` when it serves the entry, and otherwise takes the
+   * full path (`handle`).
    */
-  freshHit(req: CacheRequest): CacheResult | undefined {
-    const now = this.#clock.now()
-    const entry = this.#freshL1(req, now)
-    if (entry === undefined) return undefined
-    const result = deliver(entry, req, 'HIT', now, 'hit')
+  freshLookup(req: CacheRequest): CacheEntry | undefined {
+    return this.#freshL1(req, this.#clock.now())
+  }
+
+  /** Step two, the common case: a hit that needs only Age and Cache-Status (see `plainHit`). */
+  plainHit(entry: CacheEntry, req: CacheRequest): PlainHit | undefined {
+    return plainHit(entry, req, this.#clock.now())
+  }
+
+  /**
+   * Step two otherwise: the complete response for the entry when its body is in memory (a 304,
+   * a Range, a template); undefined when it needs a stream (gunzip on the fly).
+   */
+  freshResult(entry: CacheEntry, req: CacheRequest): CacheResult | undefined {
+    const result = deliver(entry, req, 'HIT', this.#clock.now(), 'hit')
     if (result.body !== null && !Buffer.isBuffer(result.body)) {
-      // gunzip on the fly: a stream, left to the full path.
       discardBody(result.body)
       return undefined
     }

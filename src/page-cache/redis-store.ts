@@ -42,9 +42,9 @@ return redis.call('PEXPIRE', KEYS[1], ARGV[1])`
 
 const packr = new Packr({ useRecords: false })
 
-/** Entry → bytes; `prepared` stays in memory (it is the ESI program, rebuilt on fill). */
+/** Entry → bytes; `prepared` and `wire` stay in memory (rebuilt after a fill). */
 export function encodeEntry(e: CacheEntry): Buffer {
-  const { prepared: _prepared, ...rest } = e
+  const { prepared: _prepared, wire: _wire, ...rest } = e
   return packr.pack(rest)
 }
 

@@ -107,6 +107,35 @@ export function deliver(entry: CacheEntry, req: CacheRequest, status: CacheStatu
   return result
 }
 
+/** A hit ready for `writeHead(status, headers)`: headers as a flat name/value list. */
+export interface PlainHit {
+  status: number
+  headers: (string | string[])[]
+  body: Buffer | null
+}
+
+/**
+ * The proxy fast path's delivery of a fresh hit that needs nothing but Age and Cache-Status: no
+ * validators to match, no Range, no decoding. Undefined otherwise (use `deliver`). The stored
+ * headers are flattened once per entry and copied per hit; `deliver`'s per-hit object costs V8
+ * a shape transition per header, a tenth of a whole cache hit.
+ */
+export function plainHit(entry: CacheEntry, req: CacheRequest, now: number): PlainHit | undefined {
+  const reqH = req.headers
+  if (reqH['if-none-match'] !== undefined || reqH['if-modified-since'] !== undefined || reqH['range'] !== undefined) return undefined
+  if (entry.encoding === 'gzip' && !acceptsEncoding(headerList(reqH, 'accept-encoding'), 'gzip')) return undefined
+  const headers = (entry.wire ??= flatten(entry.headers)).slice()
+  headers[1] = String(ageSeconds(entry, now))
+  headers[5] = `${CACHE_NAME}; hit; ttl=${ttlSeconds(entry, now)}`
+  return { status: entry.status, headers, body: req.method === 'HEAD' ? null : entry.body }
+}
+
+function flatten(stored: Record<string, string | string[]>): (string | string[])[] {
+  const out: (string | string[])[] = ['age', '', 'x-cache', 'HIT', 'cache-status', '']
+  for (const name in stored) out.push(name, stored[name]!)
+  return out
+}
+
 /** Edge-only fields never sent to clients. */
 const EDGE_ONLY: ReadonlySet<string> = new Set(['surrogate-control', 'surrogate-key'])
 const EDGE_ONLY_AND_COOKIE: ReadonlySet<string> = new Set([...EDGE_ONLY, 'set-cookie'])

@@ -81,6 +81,11 @@ export interface CacheEntry {
   size: number
   /** Result of the `prepare` hook, memory only (never serialised). */
   prepared?: unknown
+  /**
+   * `headers` as a flat name/value list behind three slots for Age, X-Cache and Cache-Status,
+   * built on the first plain hit (memory only, never serialised; see `plainHit`).
+   */
+  wire?: (string | string[])[]
 }
 
 /** A purge request as the admin API receives it (after JSON parsing). */

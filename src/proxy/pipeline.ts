@@ -78,20 +78,32 @@ export class EdgePipeline {
     const url = req.url ?? '/'
     const headers = req.headers
     const creq = clientCacheRequest(method, url, headers)
-    const result = this.#cache.freshHit(creq)
-    if (result === undefined) return this.#passEarly(req, res, creq, log, start, fallback)
-    const program = result.entry?.prepared as EsiProgram | undefined
-    if (program !== undefined) {
-      // A template: served here only if every include is a fresh fragment in memory.
-      const page = this.#esi?.assembleFromMemory(result, program, { url, headers })
-      if (page === undefined) return false
-      this.#cache.countHit()
-      writeChunkedPage(res, page.status, page.headers, page.page)
+    const cache = this.#cache
+    const entry = cache.freshLookup(creq)
+    if (entry === undefined) return this.#passEarly(req, res, creq, log, start, fallback)
+    const program = entry.prepared as EsiProgram | undefined
+    let status: number
+    const plain = program === undefined ? cache.plainHit(entry, creq) : undefined
+    if (plain !== undefined) {
+      status = plain.status
+      res.writeHead(status, plain.headers)
+      if (plain.body === null) res.end()
+      else res.end(plain.body)
     } else {
-      this.#cache.countHit()
-      writeStored(res, result.statusCode, result.headers, result.body as Buffer | null)
+      const result = cache.freshResult(entry, creq)
+      if (result === undefined) return false
+      status = result.statusCode
+      if (program !== undefined) {
+        // A template: served here only if every include is a fresh fragment in memory.
+        const page = this.#esi?.assembleFromMemory(result, program, { url, headers })
+        if (page === undefined) return false
+        writeChunkedPage(res, page.status, page.headers, page.page)
+      } else {
+        writeStored(res, status, result.headers, result.body as Buffer | null)
+      }
     }
-    log?.({ method, url, status: result.statusCode, ms: Math.round((performance.now() - start) * 100) / 100, upstream: undefined, cache: 'HIT' })
+    cache.countHit()
+    log?.({ method, url, status, ms: Math.round((performance.now() - start) * 100) / 100, upstream: undefined, cache: 'HIT' })
     return true
   }
 
