@@ -205,7 +205,7 @@ class State {
   aborted = false
   fatal: StrataError | undefined
   #onFatal: ((e: StrataError) => void) | undefined
-  readonly fatalPromise: Promise<StrataError>
+  #fatalPromise: Promise<StrataError> | undefined
 
   constructor(ctx: AssembleContext) {
     this.config = ctx.config
@@ -216,7 +216,6 @@ class State {
     this.fetch = ctx.fetch
     this.lookup = ctx.lookup
     this.memoryOnly = ctx.memoryOnly === true
-    this.fatalPromise = new Promise((resolve) => (this.#onFatal = resolve))
     for (const name of ctx.config.forwardHeaders) {
       const n = name.toLowerCase()
       const v = ctx.headers[n]
@@ -226,11 +225,20 @@ class State {
     Object.freeze(this.forward)
   }
 
+  /** Resolves with the fatal error, if one happens. Created on first use: a page assembled from memory never waits on it. */
+  get fatalPromise(): Promise<StrataError> {
+    if (this.#fatalPromise === undefined) {
+      const fatal = this.fatal
+      this.#fatalPromise = fatal !== undefined ? Promise.resolve(fatal) : new Promise((resolve) => (this.#onFatal = resolve))
+    }
+    return this.#fatalPromise
+  }
+
   setFatal(err: StrataError): void {
     if (this.fatal) return
     this.fatal = err
     this.root.abort(err)
-    this.#onFatal!(err)
+    this.#onFatal?.(err)
   }
 
   /** The program walk: static chunks as they are, choose decided, includes started. */

@@ -108,27 +108,29 @@ type Resolution = URL | { error: string }
 
 /**
  * Resolutions are pure functions of (src, base, allowlist), and a site has few distinct srcs, so
- * they are remembered: a cached page's includes then cost a map lookup instead of a URL parse and
- * an address check each. Bounded; cleared when full. The URLs are shared: treat them as read-only.
+ * they are remembered per base URL object: callers reuse the URL objects of the pages they serve
+ * (and every resolved URL is itself reused as the base of its own includes), so a cached page's
+ * includes cost two identity lookups and one lookup of a string already hashed, instead of a URL
+ * parse and an address check each. Bounded per base. The URLs are shared: treat them as read-only.
  */
-const MEMO_MAX = 10_000
-const memo = new WeakMap<readonly string[], Map<string, Resolution>>()
+const PER_BASE_MAX = 1_000
+const memo = new WeakMap<readonly string[], WeakMap<URL, Map<string, Resolution>>>()
 
 /**
  * Resolves an include `src` against the page URL, or says why it is refused. Never throws.
  * The returned URL may be shared between requests: do not mutate it.
  */
 export function resolveIncludeSrc(src: string, pageUrl: URL, allowedHosts: readonly string[]): Resolution {
-  // A path-absolute src ("/frag") depends on the page's origin only; anything else on the whole URL.
-  const base = src.charCodeAt(0) === 47 && src.charCodeAt(1) !== 47 ? `${pageUrl.protocol}//${pageUrl.host}` : pageUrl.href
-  const key = `${base} ${src}`
-  let table = memo.get(allowedHosts)
-  if (table === undefined) memo.set(allowedHosts, (table = new Map()))
-  let r = table.get(key)
+  let bases = memo.get(allowedHosts)
+  if (bases === undefined) memo.set(allowedHosts, (bases = new WeakMap()))
+  let table = bases.get(pageUrl)
+  if (table === undefined) bases.set(pageUrl, (table = new Map()))
+  let r = table.get(src)
   if (r === undefined) {
     r = resolveUncached(src, pageUrl, allowedHosts)
-    if (table.size >= MEMO_MAX) table.clear()
-    table.set(key, r)
+    // Sources rendered from variables (a cookie in the src) can be many under one page.
+    if (table.size >= PER_BASE_MAX) table.clear()
+    table.set(src, r)
   }
   return r
 }

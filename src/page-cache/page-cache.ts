@@ -163,17 +163,17 @@ export class PageCache {
    * response object. Counted as a hit. ESI splices cached fragments with it, without a promise,
    * a timer or a header copy per include.
    */
-  freshEntry(req: CacheRequest, count = true): CacheEntry | undefined {
+  freshEntry(req: CacheRequest, count = true, key?: string): CacheEntry | undefined {
     if (req.method !== 'GET') return undefined
-    const entry = this.#freshL1(req, this.#clock.now())
+    const entry = this.#freshL1(req, this.#clock.now(), key)
     if (entry !== undefined && count) this.countHit()
     return entry
   }
 
-  /** The fresh L1 variant for a request, or undefined (no side effects). */
-  #freshL1(req: CacheRequest, now: number): CacheEntry | undefined {
+  /** The fresh L1 variant for a request (its primary key, when the caller has it), or undefined (no side effects). */
+  #freshL1(req: CacheRequest, now: number, key = this.#key(req.scheme, req.host, req.url)): CacheEntry | undefined {
     if (!this.#config.enabled) return undefined
-    const variants = this.#l1.get(this.#key(req.scheme, req.host, req.url))
+    const variants = this.#l1.get(key)
     if (variants === undefined) return undefined
     const entry = selectVariant(variants, req.headers)
     return entry === undefined || entry.staleAt <= now ? undefined : entry

@@ -34,6 +34,13 @@ export class EsiDelivery {
   readonly #cache: PageCache
   readonly #log: Logger
   readonly #maxBody: number
+  /**
+   * Page URLs by host + target, reused across requests: a URL parse costs more than a whole
+   * memory-only assembly's lookups, and include resolution remembers its answers per URL object.
+   */
+  readonly #pageUrls = new Map<string, URL>()
+  /** Each resolved fragment URL's page-cache request target and key, computed once. */
+  readonly #targets = new WeakMap<URL, FragmentTarget>()
 
   constructor(opts: EsiDeliveryOptions) {
     this.#config = opts.config
@@ -48,16 +55,16 @@ export class EsiDelivery {
     return prepareEsi({ headers, body: entry.body, encoding: entry.encoding, path: keyTarget(entry.key) }, this.#config, this.#log)
   }
 
-  /**
-   * The program to assemble for this result, if any: from the stored entry on hits, or compiled
-   * now from a marked response that streamed from the origin (a miss or an uncacheable template).
-   * Returns undefined when the response is not an ESI template.
-   */
   /** Whether an origin response (for this request URL) is an ESI template: cheap, synchronous. */
   isTemplate(originHeaders: Record<string, string | string[]>, url: string): boolean {
     return isEsiResponse(originHeaders, url, this.#config)
   }
 
+  /**
+   * The program to assemble for this result, if any: from the stored entry on hits, or compiled
+   * now from a marked response that streamed from the origin (a miss or an uncacheable template).
+   * Returns undefined when the response is not an ESI template.
+   */
   async programFor(result: CacheResult, originHeaders: Record<string, string | string[]> | undefined, url: string): Promise<{ program: EsiProgram; cacheControl: string | string[] | undefined } | undefined> {
     // A stored template carries its program whatever form the body takes here (a Buffer, a gunzip
     // stream for a client without gzip, or none for HEAD): the program alone is walked.
@@ -86,8 +93,7 @@ export class EsiDelivery {
     fetchOrigin: FragmentOriginFetch,
   ): Promise<FastifyReply> {
     const { program, cacheControl: templateCacheControl } = found
-    const host = request.headers.host ?? 'localhost'
-    const pageUrl = new URL(`http://${host}${request.url}`)
+    const pageUrl = this.#pageUrl(request.headers.host, request.url)
     const assembly = assemble(program, {
       pageUrl,
       headers: request.headers,
@@ -159,7 +165,7 @@ export class EsiDelivery {
       return r
     }
     const assembly = assemble(program, {
-      pageUrl: new URL(`http://${req.headers.host ?? 'localhost'}${req.url}`),
+      pageUrl: this.#pageUrl(req.headers.host as string | undefined, req.url),
       headers: req.headers,
       fetch: NO_FETCH,
       lookup,
@@ -177,8 +183,31 @@ export class EsiDelivery {
   /** A fresh fragment in L1, answered during the program walk (identity-encoded entries only). */
   readonly #lookup: FragmentLookup = (url, init) => this.#fragmentFromMemory(url, init.headers, true)
 
+  #pageUrl(host: string | undefined, target: string): URL {
+    const h = host ?? 'localhost'
+    const id = h + target
+    let url = this.#pageUrls.get(id)
+    if (url === undefined) {
+      url = new URL(`http://${h}${target}`)
+      if (this.#pageUrls.size >= 10_000) this.#pageUrls.clear()
+      this.#pageUrls.set(id, url)
+    }
+    return url
+  }
+
+  #target(url: URL): FragmentTarget {
+    let t = this.#targets.get(url)
+    if (t === undefined) {
+      const req = fragmentRequest(url, {})
+      t = { scheme: req.scheme, host: req.host, url: req.url, key: this.#cache.keyFor(req) }
+      this.#targets.set(url, t)
+    }
+    return t
+  }
+
   #fragmentFromMemory(url: URL, headers: Record<string, string>, count: boolean): FragmentResponse | undefined {
-    const entry = this.#cache.freshEntry(fragmentRequest(url, headers), count)
+    const t = this.#target(url)
+    const entry = this.#cache.freshEntry({ method: 'GET', scheme: t.scheme, host: t.host, url: t.url, headers }, count, t.key)
     if (entry === undefined || entry.encoding !== '') return undefined
     const program = entry.prepared as EsiProgram | undefined
     return program === undefined ? { statusCode: entry.status, headers: entry.headers, body: entry.body } : { statusCode: entry.status, headers: entry.headers, body: entry.body, program }
@@ -225,6 +254,14 @@ export class EsiDelivery {
     }
     return { statusCode: status, headers: result.headers, body, ...(program === undefined ? {} : { program }) }
   }
+}
+
+/** A fragment URL as the page cache sees it, with its primary key. */
+interface FragmentTarget {
+  readonly scheme: 'http' | 'https'
+  readonly host: string
+  readonly url: string
+  readonly key: string
 }
 
 /** memoryOnly assemblies never fetch; the engine does not call this. */

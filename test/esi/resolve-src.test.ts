@@ -77,4 +77,16 @@ describe('resolveIncludeSrc', () => {
     expect(isForbiddenAddress('100.100.100.200')).toBe(true)
     expect(isForbiddenAddress('example.com')).toBe(false)
   })
+
+  it('remembers answers per base URL object and allowlist, never across them', () => {
+    const base = new URL('http://a.test/p')
+    const first = resolveIncludeSrc('/f', base, allowed)
+    expect(resolveIncludeSrc('/f', base, allowed)).toBe(first)
+    // Another URL object (even with the same href) or another allowlist resolves on its own.
+    const other = resolveIncludeSrc('/f', new URL('http://a.test/p'), allowed)
+    expect(other).not.toBe(first)
+    expect((other as URL).href).toBe('http://a.test/f')
+    expect(resolveIncludeSrc('http://api.example.com/x', base, [])).toHaveProperty('error')
+    expect(resolveIncludeSrc('http://api.example.com/x', base, allowed)).toBeInstanceOf(URL)
+  })
 })
