@@ -32,7 +32,7 @@ import {
   type NotStorableReason,
 } from './policy.js'
 import { compilePurge } from './purge.js'
-import { cacheStatusValue, deliver, forwardHeaders, passHeaders, plainHit, selectVariant, type PlainHit } from './respond.js'
+import { cacheStatusValue, deliver, forwardHeaders, passHeaders, selectVariant } from './respond.js'
 import type { PageStore } from './store.js'
 import { BodyTee } from './tee.js'
 import type { CacheEntry, CacheRequest, CacheResult, OriginFetch, OriginResponse, PageCacheStats, PurgeCommand } from './types.js'
@@ -163,9 +163,9 @@ export class PageCache {
    * response object. Counted as a hit. ESI splices cached fragments with it, without a promise,
    * a timer or a header copy per include.
    */
-  freshEntry(req: CacheRequest, count = true, key?: string): CacheEntry | undefined {
+  freshEntry(req: CacheRequest, count = true, key?: string, now = this.#clock.now()): CacheEntry | undefined {
     if (req.method !== 'GET') return undefined
-    const entry = this.#freshL1(req, this.#clock.now(), key)
+    const entry = this.#freshL1(req, now, key)
     if (entry !== undefined && count) this.countHit()
     return entry
   }
@@ -182,23 +182,24 @@ export class PageCache {
   /**
    * The proxy's fast path, step one: the fresh L1 entry for a GET or HEAD, or undefined. Nothing
    * is counted; the caller calls `countHit()` when it serves the entry, and otherwise takes the
-   * full path (`handle`).
+   * full path (`handle`). Step two is `plainHit` (respond.ts) for the common case, else
+   * `freshResult`.
    */
-  freshLookup(req: CacheRequest): CacheEntry | undefined {
-    return this.#freshL1(req, this.#clock.now())
+  freshLookup(req: CacheRequest, now: number): CacheEntry | undefined {
+    return this.#freshL1(req, now)
   }
 
-  /** Step two, the common case: a hit that needs only Age and Cache-Status (see `plainHit`). */
-  plainHit(entry: CacheEntry, req: CacheRequest): PlainHit | undefined {
-    return plainHit(entry, req, this.#clock.now())
+  /** The cache's clock: one reading serves a whole fast-path request. */
+  now(): number {
+    return this.#clock.now()
   }
 
   /**
    * Step two otherwise: the complete response for the entry when its body is in memory (a 304,
    * a Range, a template); undefined when it needs a stream (gunzip on the fly).
    */
-  freshResult(entry: CacheEntry, req: CacheRequest): CacheResult | undefined {
-    const result = deliver(entry, req, 'HIT', this.#clock.now(), 'hit')
+  freshResult(entry: CacheEntry, req: CacheRequest, now: number): CacheResult | undefined {
+    const result = deliver(entry, req, 'HIT', now, 'hit')
     if (result.body !== null && !Buffer.isBuffer(result.body)) {
       discardBody(result.body)
       return undefined

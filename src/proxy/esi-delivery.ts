@@ -156,11 +156,11 @@ export class EsiDelivery {
    * fresh fragment in memory, and returns the status, headers and page to write; undefined (with
    * nothing fetched and nothing counted) when the page needs the full, asynchronous path.
    */
-  assembleFromMemory(result: CacheResult, program: EsiProgram, req: { url: string; headers: CacheRequest['headers'] }): { status: number; headers: Record<string, string | string[]>; page: Buffer } | undefined {
+  assembleFromMemory(result: CacheResult, program: EsiProgram, req: { url: string; headers: CacheRequest['headers'] }, now: number): { status: number; headers: Record<string, string | string[]>; page: Buffer } | undefined {
     if (result.statusCode !== 200 || (this.#config.compress && acceptsEncoding(headerValue(req.headers, 'accept-encoding'), 'gzip'))) return undefined
     let hits = 0
     const lookup: FragmentLookup = (url, init) => {
-      const r = this.#fragmentFromMemory(url, init.headers, false)
+      const r = this.#fragmentFromMemory(url, init.headers, false, now)
       if (r !== undefined) hits++
       return r
     }
@@ -205,9 +205,9 @@ export class EsiDelivery {
     return t
   }
 
-  #fragmentFromMemory(url: URL, headers: Record<string, string>, count: boolean): FragmentResponse | undefined {
+  #fragmentFromMemory(url: URL, headers: Record<string, string>, count: boolean, now?: number): FragmentResponse | undefined {
     const t = this.#target(url)
-    const entry = this.#cache.freshEntry({ method: 'GET', scheme: t.scheme, host: t.host, url: t.url, headers }, count, t.key)
+    const entry = this.#cache.freshEntry({ method: 'GET', scheme: t.scheme, host: t.host, url: t.url, headers }, count, t.key, now)
     if (entry === undefined || entry.encoding !== '') return undefined
     const program = entry.prepared as EsiProgram | undefined
     return program === undefined ? { statusCode: entry.status, headers: entry.headers, body: entry.body } : { statusCode: entry.status, headers: entry.headers, body: entry.body, program }

@@ -6,7 +6,7 @@ import { writeChunkedPage, writeStored } from './raw-response.js'
 import { Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import type { Balancer, PickRequest } from '../balancer/index.js'
-import { passHeaders, type PageCache, type CacheRequest, type CacheResult, type OriginFetch, type OriginResponse } from '../page-cache/index.js'
+import { passHeaders, plainHit, type PageCache, type CacheRequest, type CacheResult, type OriginFetch, type OriginResponse } from '../page-cache/index.js'
 import { classifyUpstreamError, upstreamRequestHeaders, type Forwarder, type ForwardHead, type ForwardSink } from './forward.js'
 import type { UpstreamPools } from './upstream-pools.js'
 import type { EsiDelivery, FragmentOriginFetch } from './esi-delivery.js'
@@ -79,23 +79,24 @@ export class EdgePipeline {
     const headers = req.headers
     const creq = clientCacheRequest(method, url, headers)
     const cache = this.#cache
-    const entry = cache.freshLookup(creq)
+    const now = cache.now()
+    const entry = cache.freshLookup(creq, now)
     if (entry === undefined) return this.#passEarly(req, res, creq, log, start, fallback)
     const program = entry.prepared as EsiProgram | undefined
     let status: number
-    const plain = program === undefined ? cache.plainHit(entry, creq) : undefined
+    const plain = program === undefined ? plainHit(entry, creq, now) : undefined
     if (plain !== undefined) {
       status = plain.status
       res.writeHead(status, plain.headers)
       if (plain.body === null) res.end()
       else res.end(plain.body)
     } else {
-      const result = cache.freshResult(entry, creq)
+      const result = cache.freshResult(entry, creq, now)
       if (result === undefined) return false
       status = result.statusCode
       if (program !== undefined) {
         // A template: served here only if every include is a fresh fragment in memory.
-        const page = this.#esi?.assembleFromMemory(result, program, { url, headers })
+        const page = this.#esi?.assembleFromMemory(result, program, { url, headers }, now)
         if (page === undefined) return false
         writeChunkedPage(res, page.status, page.headers, page.page)
       } else {
