@@ -4,6 +4,7 @@ export interface AccessRecord {
   method: string
   url: string
   status: number
+  /** Duration in milliseconds; logged with two decimals. */
   ms: number
   upstream: string | undefined
   cache: string
@@ -15,6 +16,24 @@ export interface AccessRecord {
  * every request: pino's generic serialisation cost ~3.4 µs a line here, about a tenth of a cache
  * hit; this costs a few hundred nanoseconds. Returns undefined when info is not enabled.
  */
+/**
+ * A non-negative number with two decimals ("0.05", "12.30"), from integer parts: a quarter of the
+ * cost of printing the rounded double, which showed on every access line.
+ */
+export function twoDecimals(n: number): string {
+  const h = Math.round(n * 100)
+  // A clock step backwards (or a bug) must not print NaN into a JSON line.
+  if (!(h >= 0)) return '0'
+  if (h > Number.MAX_SAFE_INTEGER) return String(h / 100)
+  if (h < 10) return `0.0${h}`
+  if (h < 100) return `0.${h}`
+  const frac = h % 100
+  return `${(h - frac) / 100}.${frac < 10 ? '0' : ''}${frac}`
+}
+
+/** The usual methods already JSON-quoted; anything else is escaped per line. */
+const METHOD_JSON: ReadonlyMap<string, string> = new Map(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'].map((m) => [m, `"${m}"`]))
+
 export function createAccessLog(logger: Logger, lines?: { write(s: string): unknown }): ((r: AccessRecord) => void) | undefined {
   if (!logger.isLevelEnabled('info')) return undefined
   // A dedicated line writer when the process has one (the CLI), else the logger's own stream.
@@ -26,7 +45,7 @@ export function createAccessLog(logger: Logger, lines?: { write(s: string): unkn
     // Upstream ids are validated to [A-Za-z0-9._-] and cache statuses are a fixed set, so only
     // the method and the URL, which come from the client, need escaping.
     stream.write(
-      `${prefix}${Date.now()}${pid}${JSON.stringify(r.method)},"url":${JSON.stringify(r.url)},"status":${r.status},"ms":${r.ms}${r.upstream === undefined ? '' : `,"upstream":"${r.upstream}"`},"cache":"${r.cache}","msg":"request"}\n`,
+      `${prefix}${Date.now()}${pid}${METHOD_JSON.get(r.method) ?? JSON.stringify(r.method)},"url":${JSON.stringify(r.url)},"status":${r.status},"ms":${twoDecimals(r.ms)}${r.upstream === undefined ? '' : `,"upstream":"${r.upstream}"`},"cache":"${r.cache}","msg":"request"}\n`,
     )
   }
 }

@@ -104,7 +104,7 @@ export class EdgePipeline {
       }
     }
     cache.countHit()
-    log?.({ method, url, status, ms: Math.round((performance.now() - start) * 100) / 100, upstream: undefined, cache: 'HIT' })
+    log?.({ method, url, status, ms: performance.now() - start, upstream: undefined, cache: 'HIT' })
     return true
   }
 
@@ -368,6 +368,6 @@ class PassToClient implements ForwardSink {
     const log = this.#log
     if (log === undefined) return
     const req = this.#req
-    log({ method: req.method ?? 'GET', url: req.url ?? '/', status, ms: Math.round((performance.now() - this.#start) * 100) / 100, upstream: this.#upstream, cache: 'PASS' })
+    log({ method: req.method ?? 'GET', url: req.url ?? '/', status, ms: performance.now() - this.#start, upstream: this.#upstream, cache: 'PASS' })
   }
 }

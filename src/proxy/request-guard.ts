@@ -14,6 +14,9 @@ import type { IncomingMessage } from 'node:http'
  */
 const HOST_RE = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,62})(?:\.[A-Za-z0-9-]{1,63})*\.?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?$/
 
+/** The last Host value that passed HOST_RE: a site sees the same few over and over. */
+let lastGoodHost = ''
+
 export function rejectReason(req: IncomingMessage): string | undefined {
   const url = req.url ?? ''
   if (url.charCodeAt(0) !== 47 /* / */) {
@@ -22,12 +25,26 @@ export function rejectReason(req: IncomingMessage): string | undefined {
   const te = req.headers['transfer-encoding']
   if (te !== undefined && te.trim().toLowerCase() !== 'chunked') return 'unsupported Transfer-Encoding'
   const host = req.headers.host
-  if (host === undefined || !HOST_RE.test(host)) return 'invalid Host header'
+  if (host === undefined) return 'invalid Host header'
+  if (host !== lastGoodHost) {
+    if (!HOST_RE.test(host)) return 'invalid Host header'
+    lastGoodHost = host
+  }
   const raw = req.rawHeaders
   let hosts = 0
   for (let i = 0; i < raw.length; i += 2) {
-    const name = raw[i]!
-    if (name.length === 4 && name.toLowerCase() === 'host' && ++hosts > 1) return 'more than one Host header'
+    if (isHostName(raw[i]!) && ++hosts > 1) return 'more than one Host header'
   }
   return undefined
+}
+
+/** `name` equals "host" in any case, without allocating a lower-cased copy. */
+function isHostName(name: string): boolean {
+  return (
+    name.length === 4 &&
+    (name.charCodeAt(0) | 0x20) === 0x68 &&
+    (name.charCodeAt(1) | 0x20) === 0x6f &&
+    (name.charCodeAt(2) | 0x20) === 0x73 &&
+    (name.charCodeAt(3) | 0x20) === 0x74
+  )
 }

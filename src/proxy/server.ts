@@ -38,7 +38,7 @@ export class RequestFacts {
       method: this.#request.method,
       url: this.#request.url,
       status,
-      ms: Math.round((performance.now() - this.#start) * 100) / 100,
+      ms: performance.now() - this.#start,
       upstream: this.upstream,
       cache: this.cache,
     })
