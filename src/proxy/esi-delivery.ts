@@ -135,7 +135,6 @@ export class EsiDelivery {
     // A Range was decided against the template's bytes; the assembled page is sent whole.
     const status = result.statusCode === 206 || result.statusCode === 416 ? (result.entry?.status ?? 200) : result.statusCode
     if (body !== undefined) {
-      request.strata.whenFinished(reply.raw)
       reply.code(status).headers(headers)
       return reply.send(body)
     }

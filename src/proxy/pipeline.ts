@@ -166,7 +166,6 @@ export class EdgePipeline {
       request.strata.ended(result.statusCode)
       return reply
     }
-    request.strata.whenFinished(reply.raw)
     reply.code(result.statusCode).headers(headers)
     return reply.send(body)
   }
@@ -184,7 +183,6 @@ export class EdgePipeline {
     }
     const found = await esi.programFor(result, ctx.originHeaders, request.url)
     if (found === undefined) {
-      request.strata.whenFinished(reply.raw)
       reply.code(result.statusCode).headers(result.headers)
       return reply.send(result.body)
     }

@@ -13,8 +13,8 @@ type AccessLogFn = NonNullable<ReturnType<typeof createAccessLog>>
 
 /**
  * Per-request facts the access log reports, and the access log's trigger. Buffered responses
- * (every cache hit) are logged as soon as they are handed to the socket (`ended`); streamed ones
- * when the response closes (`whenFinished`). Fastify's onResponse hook would add two listeners and
+ * (every cache hit) are logged as soon as they are handed to the socket (`ended`); everything else
+ * when the response closes (`whenFinished`, set up for every request that reaches fastify). Fastify's onResponse hook would add two listeners and
  * a hook run to every request, which cost more than the cache hit itself.
  */
 export class RequestFacts {
@@ -46,7 +46,8 @@ export class RequestFacts {
 
   /** The response is streamed: log when it closes (finished or aborted). */
   whenFinished(res: ServerResponse): void {
-    if (this.#log !== undefined) res.once('close', () => this.ended(res.statusCode))
+    // 499 (nginx's "client closed request"): the client left before any answer was sent.
+    if (this.#log !== undefined) res.once('close', () => this.ended(res.headersSent ? res.statusCode : 499))
   }
 }
 
@@ -130,7 +131,6 @@ export function createProxyServer(opts: ProxyServerOptions): FastifyInstance {
     const e = isStrataError(err) ? err : toStrataError(err)
     if (e.statusCode >= 500) logger.warn({ err: { code: e.code, message: e.message }, method: request.method, url: request.url, upstream: request.strata?.upstream }, 'proxy error')
     if (reply.sent || reply.raw.headersSent) return
-    request.strata?.whenFinished(reply.raw)
     const answer = errorResponse(e)
     return reply.code(answer.status).headers(answer.headers).send(answer.body)
   })
@@ -142,9 +142,11 @@ export function createProxyServer(opts: ProxyServerOptions): FastifyInstance {
     // and the body parser only hands over the stream, so nothing was read yet.
     handler: (request: FastifyRequest, reply: FastifyReply) => {
       const facts = (request.strata = new RequestFacts(request, accessLog))
+      // Logged when the response closes, whatever happens first (a client gone while the upstream
+      // is still thinking is logged too); buffered answers log themselves at once with `ended`.
+      facts.whenFinished(reply.raw)
       const reason = rejectReason(request.raw)
       if (reason === undefined) return pipeline.handle(request, reply)
-      facts.whenFinished(reply.raw)
       reply.code(400).header('content-type', 'application/json; charset=utf-8').header('connection', 'close')
       return reply.send(`{"error":"STRATA_BAD_REQUEST","message":${JSON.stringify(reason)}}\n`)
     },

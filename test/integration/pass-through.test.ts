@@ -222,6 +222,31 @@ describe('pass-through before fastify (hit-for-pass)', () => {
     expect(accessLines(s).some((l) => l['url'] === '/hang' && l['status'] === 200 && l['cache'] === 'PASS')).toBe(true)
   })
 
+  it.each([
+    ['pass-through path', 10],
+    ['full path', 0],
+  ])('logs 499 when the client leaves before any answer (%s)', async (_name, hitForPass) => {
+    let calls = 0
+    const { s } = await setup(
+      [
+        async (_req, res) => {
+          if (calls++ > 0) await sleep(400)
+          res.writeHead(200, { 'cache-control': 'no-store' })
+          res.end('late')
+        },
+      ],
+      { cache: { hitForPass } },
+    )
+    await get(`${s.url}/late`)
+    const ac = new AbortController()
+    const pending = request(`${s.url}/late`, { signal: ac.signal }).catch(() => undefined)
+    await sleep(50)
+    ac.abort()
+    await pending
+    for (let i = 0; i < 50 && !accessLines(s).some((l) => l['status'] === 499); i++) await sleep(10)
+    expect(accessLines(s).filter((l) => l['url'] === '/late').map((l) => l['status'])).toEqual([200, 499])
+  })
+
   it('adds the sticky cookie and strips it from the upstream request', async () => {
     const { origins, s } = await setup(
       [
