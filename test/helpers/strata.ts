@@ -2,6 +2,7 @@ import { Writable } from 'node:stream'
 import { pino } from 'pino'
 import { createStrata, type Strata } from '../../src/app.js'
 import { resolveConfig } from '../../src/config/load.js'
+import { startOrigin, type Handler, type Origin } from './origin.js'
 
 export const TEST_TOKEN = 'test-token-0123456789'
 
@@ -48,4 +49,18 @@ export async function startStrata(upstreams: string[], overrides: Record<string,
   const strata = createStrata(config, { logger })
   const addr = await strata.listen()
   return { strata, url: addr.proxy.url, adminUrl: addr.admin?.url ?? '', token: config.admin.token, logs, close: () => strata.close() }
+}
+
+/** One real origin per handler and a strata in front of them (ids b1, b2…); `close` stops all of it. */
+export async function startBehind(handlers: Handler[], overrides: Record<string, unknown> = {}): Promise<{ origins: Origin[]; s: RunningStrata; close(): Promise<void> }> {
+  const origins = await Promise.all(handlers.map((h) => startOrigin(h)))
+  const s = await startStrata(origins.map((o) => o.url), overrides)
+  return {
+    origins,
+    s,
+    async close() {
+      await s.close()
+      await Promise.all(origins.map((o) => o.close()))
+    },
+  }
 }

@@ -1,14 +1,15 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import { request } from 'undici'
 import autocannon from 'autocannon'
-import { startOrigin, type Origin } from '../helpers/origin.js'
-import { startStrata, type RunningStrata } from '../helpers/strata.js'
+import { startOrigin, type Handler, type Origin } from '../helpers/origin.js'
+import { startBehind, startStrata, type RunningStrata } from '../helpers/strata.js'
 import { sleep } from '../helpers/ports.js'
 
-const named = (name: string) => startOrigin((req, res) => {
+const answerAs = (name: string): Handler => (req, res) => {
   res.writeHead(200, { 'content-type': 'text/plain', 'x-served-by': name, 'x-saw-cookie': req.headers.cookie ?? '' })
   res.end(name)
-})
+}
+const named = (name: string) => startOrigin(answerAs(name))
 
 let cleanup: (() => Promise<void>)[] = []
 afterEach(async () => {
@@ -16,13 +17,9 @@ afterEach(async () => {
   cleanup = []
 })
 async function setup(n: number, overrides: Record<string, unknown> = {}): Promise<{ origins: Origin[]; s: RunningStrata }> {
-  const origins = await Promise.all(Array.from({ length: n }, (_, i) => named(`b${i + 1}`)))
-  const s = await startStrata(origins.map((o) => o.url), overrides)
-  cleanup.push(async () => {
-    await s.close()
-    await Promise.all(origins.map((o) => o.close()))
-  })
-  return { origins, s }
+  const running = await startBehind(Array.from({ length: n }, (_, i) => answerAs(`b${i + 1}`)), overrides)
+  cleanup.push(running.close)
+  return running
 }
 
 async function get(url: string, headers: Record<string, string> = {}) {

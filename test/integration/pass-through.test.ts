@@ -6,8 +6,8 @@ import { createHash } from 'node:crypto'
 import { request as httpRequest } from 'node:http'
 import { afterEach, describe, expect, it } from 'vitest'
 import { request } from 'undici'
-import { startOrigin, type Handler, type Origin } from '../helpers/origin.js'
-import { startStrata, type RunningStrata } from '../helpers/strata.js'
+import type { Handler, Origin } from '../helpers/origin.js'
+import { startBehind, type RunningStrata } from '../helpers/strata.js'
 import { sleep } from '../helpers/ports.js'
 
 let cleanup: (() => Promise<void>)[] = []
@@ -17,13 +17,9 @@ afterEach(async () => {
 })
 
 async function setup(handlers: Handler[], overrides: Record<string, unknown> = {}): Promise<{ origins: Origin[]; s: RunningStrata }> {
-  const origins = await Promise.all(handlers.map((h) => startOrigin(h)))
-  const s = await startStrata(origins.map((o) => o.url), overrides)
-  cleanup.push(async () => {
-    await s.close()
-    await Promise.all(origins.map((o) => o.close()))
-  })
-  return { origins, s }
+  const running = await startBehind(handlers, overrides)
+  cleanup.push(running.close)
+  return running
 }
 
 async function get(url: string, headers: Record<string, string> = {}) {
