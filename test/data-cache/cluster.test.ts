@@ -1,49 +1,28 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { execFile } from 'node:child_process'
-import { promisify } from 'node:util'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { randomUUID } from 'node:crypto'
 import { Cluster } from 'ioredis'
-import { startRedis, type RedisServer } from '../helpers/redis.js'
-import { waitFor } from '../helpers/ports.js'
+import { startRedisCluster, type RedisCluster } from '../helpers/redis.js'
 import { createDataCache, type DataCache } from '../../src/data-cache/index.js'
 import { nextBus } from './helpers.js'
 
-const run = promisify(execFile)
-
 // A real 3-master Redis Cluster from redis-server binaries, created with redis-cli.
-let nodes: RedisServer[] = []
-let dir: string
+let cluster: RedisCluster
 let raw: Cluster
 const open: DataCache[] = []
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'strata-cluster-'))
-  nodes = await Promise.all(
-    [0, 1, 2].map((i) =>
-      startRedis(['--cluster-enabled', 'yes', '--cluster-config-file', join(dir, `nodes-${i}-${randomUUID()}.conf`), '--cluster-node-timeout', '2000']),
-    ),
-  )
-  await run('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-replicas', '0', '--cluster-yes'])
-  // Wait until every node agrees the cluster is up.
-  await waitFor(async () => {
-    const infos = await Promise.all(nodes.map((n) => run('redis-cli', ['-p', String(n.port), 'cluster', 'info'])))
-    return infos.every((r) => r.stdout.includes('cluster_state:ok'))
-  }, 20_000, 100)
-  raw = new Cluster(nodes.map((n) => ({ host: '127.0.0.1', port: n.port })))
+  cluster = await startRedisCluster(3)
+  raw = new Cluster(cluster.nodes.map((n) => ({ host: '127.0.0.1', port: n.port })))
 }, 60_000)
 
 afterAll(async () => {
   await Promise.all(open.map((c) => c.disconnect()))
   raw?.disconnect()
-  await Promise.all(nodes.map((n) => n.stop()))
-  rmSync(dir, { recursive: true, force: true })
+  await cluster?.stop()
 })
 
 async function make(ns: string): Promise<DataCache> {
-  const c = createDataCache({ namespace: ns, redis: { cluster: nodes.map((n) => n.url) } })
+  const c = createDataCache({ namespace: ns, redis: { cluster: [...cluster.urls] } })
   open.push(c)
   await c.ready()
   return c
@@ -105,7 +84,7 @@ describe('Redis Cluster (3 masters)', () => {
   it('lock: true works on the cluster', async () => {
     const ns = `c${randomUUID().slice(0, 8)}`
     const mk = async () => {
-      const c = createDataCache({ namespace: ns, redis: { cluster: nodes.map((n) => n.url) }, lock: { pollInterval: 10 } })
+      const c = createDataCache({ namespace: ns, redis: { cluster: [...cluster.urls] }, lock: { pollInterval: 10 } })
       open.push(c)
       await c.ready()
       return c
