@@ -78,3 +78,9 @@ export function appendVia(existing: string | string[] | undefined): string {
   const v = Array.isArray(existing) ? existing.join(', ') : existing
   return v === undefined || v === '' ? VIA : `${v}, ${VIA}`
 }
+
+/** Adds one Set-Cookie value to a response's headers, keeping the ones already there. */
+export function appendSetCookie(headers: Record<string, string | string[]>, cookie: string): void {
+  const cur = headers['set-cookie']
+  headers['set-cookie'] = cur === undefined ? cookie : Array.isArray(cur) ? [...cur, cookie] : [cur, cookie]
+}

@@ -16,6 +16,9 @@ export interface AccessRecord {
  * every request: pino's generic serialisation cost ~3.4 µs a line here, about a tenth of a cache
  * hit; this costs a few hundred nanoseconds. Returns undefined when info is not enabled.
  */
+/** Writes one access line. */
+export type AccessLog = (r: AccessRecord) => void
+
 /**
  * A non-negative number with two decimals ("0.05", "12.30"), from integer parts: a quarter of the
  * cost of printing the rounded double, which showed on every access line.
@@ -34,7 +37,7 @@ export function twoDecimals(n: number): string {
 /** The usual methods already JSON-quoted; anything else is escaped per line. */
 const METHOD_JSON: ReadonlyMap<string, string> = new Map(['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS'].map((m) => [m, `"${m}"`]))
 
-export function createAccessLog(logger: Logger, lines?: { write(s: string): unknown }): ((r: AccessRecord) => void) | undefined {
+export function createAccessLog(logger: Logger, lines?: { write(s: string): unknown }): AccessLog | undefined {
   if (!logger.isLevelEnabled('info')) return undefined
   // A dedicated line writer when the process has one (the CLI), else the logger's own stream.
   const stream = lines ?? (logger as unknown as Record<symbol, { write(s: string): unknown }>)[pino.symbols.streamSym]

@@ -1,20 +1,20 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { AccessRecord } from '../observability/access-log.js'
+import type { AccessLog } from '../observability/access-log.js'
 import { rejectReason } from './request-guard.js'
+import { appendSetCookie } from '../core/headers.js'
 import { writeChunkedPage, writeStored } from './raw-response.js'
 import { Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import type { Balancer, PickRequest } from '../balancer/index.js'
-import { passHeaders, plainHit, type PageCache, type CacheRequest, type CacheResult, type OriginFetch, type OriginResponse } from '../page-cache/index.js'
-import { classifyUpstreamError, upstreamRequestHeaders, type Forwarder, type ForwardHead, type ForwardSink } from './forward.js'
+import { plainHit, type PageCache, type CacheRequest, type CacheResult, type OriginFetch, type OriginResponse } from '../page-cache/index.js'
+import { classifyUpstreamError, upstreamRequestHeaders, type Forwarder } from './forward.js'
+import { PassToClient, type PassHooks } from './pass-through.js'
 import type { UpstreamPools } from './upstream-pools.js'
 import type { EsiDelivery, FragmentOriginFetch } from './esi-delivery.js'
 import type { EsiProgram } from '../esi/index.js'
 import { LRUCache } from 'lru-cache'
 import type { Logger } from '../observability/logger.js'
-import type { StrataError } from '../core/errors.js'
-import { errorResponse } from './raw-response.js'
 
 export interface EdgePipelineOptions {
   cache: PageCache
@@ -28,7 +28,6 @@ export interface EdgePipelineOptions {
   logger: Logger
 }
 
-type AccessLog = (r: AccessRecord) => void
 
 type OriginResponseWithCookie = OriginResponse & { setCookie?: string }
 
@@ -118,21 +117,21 @@ export class EdgePipeline {
     const headers = upstreamRequestHeaders(creq.headers, { ip, proto: 'http' })
     stripSticky(headers, this.#balancer)
     Object.assign(headers, this.#extraUpstreamHeaders)
-    const sink = new PassToClient(this, req, res, fwd, log, start, fallback)
+    const sink = new PassToClient(this.#passHooks, req, res, fwd, log, start, fallback)
     this.#forwarder.dispatch({ method: creq.method, url: creq.url, headers, body: null, pick: { ip, path: creq.url, headers: creq.headers } }, sink)
     return true
   }
 
-  /** @internal PassToClient: whether a pass response must be assembled, and if so, remembered. */
-  passNeedsEsi(host: string, url: string, headers: Record<string, string | string[]>): boolean {
-    if (this.#esi === undefined || !this.#esi.isTemplate(headers, url)) return false
-    this.#templatePasses.set(host + url, true)
-    return true
-  }
-
-  /** @internal PassToClient. */
-  passFailed(e: StrataError, method: string, url: string, upstream: string | undefined): void {
-    if (e.statusCode >= 500) this.#log.warn({ err: { code: e.code, message: e.message }, method, url, upstream }, 'proxy error')
+  /** What a pass-through response asks of the pipeline (see PassToClient). */
+  readonly #passHooks: PassHooks = {
+    needsEsi: (host, url, headers) => {
+      if (this.#esi === undefined || !this.#esi.isTemplate(headers, url)) return false
+      this.#templatePasses.set(host + url, true)
+      return true
+    },
+    failed: (e, method, url, upstream) => {
+      if (e.statusCode >= 500) this.#log.warn({ err: { code: e.code, message: e.message }, method, url, upstream }, 'proxy error')
+    },
   }
 
   /** Handles one client request; resolves once the response has been handed to fastify. */
@@ -264,108 +263,4 @@ function stripSticky(headers: Record<string, string | string[]>, balancer: Balan
   if (kept === cookie) return
   if (kept === undefined) delete headers['cookie']
   else headers['cookie'] = kept
-}
-
-export function appendSetCookie(headers: Record<string, string | string[]>, cookie: string): void {
-  const cur = headers['set-cookie']
-  headers['set-cookie'] = cur === undefined ? cookie : Array.isArray(cur) ? [...cur, cookie] : [cur, cookie]
-}
-
-/**
- * A pass-through response written straight to the client as undici parses it: the head once it
- * is final (after any retries), each body chunk as it arrives (pausing the upstream while the
- * client's socket is full), the access line when it ends. A client that leaves cancels the
- * upstream request. An ESI template is handed back to the full path instead.
- */
-class PassToClient implements ForwardSink {
-  readonly #pipeline: EdgePipeline
-  readonly #req: IncomingMessage
-  readonly #res: ServerResponse
-  readonly #fwd: string
-  readonly #log: AccessLog | undefined
-  readonly #start: number
-  readonly #fallback: (req: IncomingMessage, res: ServerResponse) => void
-  #controller: Dispatcher.DispatchController | undefined
-  #upstream: string | undefined
-  #closed = false
-
-  constructor(pipeline: EdgePipeline, req: IncomingMessage, res: ServerResponse, fwd: string, log: AccessLog | undefined, start: number, fallback: (req: IncomingMessage, res: ServerResponse) => void) {
-    this.#pipeline = pipeline
-    this.#req = req
-    this.#res = res
-    this.#fwd = fwd
-    this.#log = log
-    this.#start = start
-    this.#fallback = fallback
-    res.once('close', this.#onClose)
-  }
-
-  readonly #onClose = (): void => {
-    this.#closed = true
-    if (this.#res.writableFinished) return
-    this.#controller?.abort(new Error('client closed the connection'))
-    this.#logLine(this.#res.headersSent ? this.#res.statusCode : 499)
-  }
-
-  readonly #resume = (): void => this.#controller?.resume()
-
-  attach(controller: Dispatcher.DispatchController): void {
-    this.#controller = controller
-  }
-
-  start(head: ForwardHead): boolean {
-    if (this.#closed) return false
-    const req = this.#req
-    if (this.#pipeline.passNeedsEsi(req.headers.host ?? '', req.url ?? '/', head.headers)) {
-      // Out of undici's parser callback first; this attempt is aborted when we return.
-      this.#res.off('close', this.#onClose)
-      process.nextTick(this.#fallback, req, this.#res)
-      return false
-    }
-    this.#upstream = head.upstreamId
-    const headers = passHeaders(head.headers, this.#fwd)
-    if (head.setCookie !== undefined) appendSetCookie(headers, head.setCookie)
-    try {
-      this.#res.writeHead(head.statusCode, headers)
-    } catch (err) {
-      // Header bytes Node refuses to send (e.g. control characters from a broken upstream).
-      this.error(classifyUpstreamError(err, head.upstreamId), false)
-      return false
-    }
-    return true
-  }
-
-  data(chunk: Buffer): void {
-    if (!this.#res.write(chunk) && !this.#closed) {
-      this.#controller?.pause()
-      this.#res.once('drain', this.#resume)
-    }
-  }
-
-  end(): void {
-    this.#res.end()
-    this.#logLine(this.#res.statusCode)
-  }
-
-  error(e: StrataError, started: boolean): void {
-    if (this.#closed) return
-    const req = this.#req
-    this.#pipeline.passFailed(e, req.method ?? 'GET', req.url ?? '/', this.#upstream)
-    if (started || this.#res.headersSent) {
-      // Part of the body is out: cut the response so the client sees it is incomplete.
-      this.#res.destroy()
-      return
-    }
-    const answer = errorResponse(e)
-    this.#res.writeHead(answer.status, answer.headers)
-    this.#res.end(answer.body)
-    this.#logLine(answer.status)
-  }
-
-  #logLine(status: number): void {
-    const log = this.#log
-    if (log === undefined) return
-    const req = this.#req
-    log({ method: req.method ?? 'GET', url: req.url ?? '/', status, ms: performance.now() - this.#start, upstream: this.#upstream, cache: 'PASS' })
-  }
 }

@@ -1,0 +1,115 @@
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import type { Dispatcher } from 'undici'
+import type { StrataError } from '../core/errors.js'
+import { appendSetCookie } from '../core/headers.js'
+import type { AccessLog } from '../observability/access-log.js'
+import { passHeaders } from '../page-cache/index.js'
+import { classifyUpstreamError, type ForwardHead, type ForwardSink } from './forward.js'
+import { errorResponse } from './raw-response.js'
+
+/** What a pass-through response needs from the pipeline. */
+export interface PassHooks {
+  /** Whether this response is an ESI template (then it is handed back to the full path, and the URL remembered). */
+  needsEsi(host: string, url: string, headers: Record<string, string | string[]>): boolean
+  /** A failure answered or cut short: logged like the full path's proxy errors. */
+  failed(e: StrataError, method: string, url: string, upstream: string | undefined): void
+}
+
+/**
+ * A pass-through response written straight to the client as undici parses it: the head once it
+ * is final (after any retries), each body chunk as it arrives (pausing the upstream while the
+ * client's socket is full), the access line when it ends. A client that leaves cancels the
+ * upstream request. An ESI template is handed back to the full path instead.
+ */
+export class PassToClient implements ForwardSink {
+  readonly #hooks: PassHooks
+  readonly #req: IncomingMessage
+  readonly #res: ServerResponse
+  readonly #fwd: string
+  readonly #log: AccessLog | undefined
+  readonly #start: number
+  readonly #fallback: (req: IncomingMessage, res: ServerResponse) => void
+  #controller: Dispatcher.DispatchController | undefined
+  #upstream: string | undefined
+  #closed = false
+
+  constructor(hooks: PassHooks, req: IncomingMessage, res: ServerResponse, fwd: string, log: AccessLog | undefined, start: number, fallback: (req: IncomingMessage, res: ServerResponse) => void) {
+    this.#hooks = hooks
+    this.#req = req
+    this.#res = res
+    this.#fwd = fwd
+    this.#log = log
+    this.#start = start
+    this.#fallback = fallback
+    res.once('close', this.#onClose)
+  }
+
+  readonly #onClose = (): void => {
+    this.#closed = true
+    if (this.#res.writableFinished) return
+    this.#controller?.abort(new Error('client closed the connection'))
+    this.#logLine(this.#res.headersSent ? this.#res.statusCode : 499)
+  }
+
+  readonly #resume = (): void => this.#controller?.resume()
+
+  attach(controller: Dispatcher.DispatchController): void {
+    this.#controller = controller
+  }
+
+  start(head: ForwardHead): boolean {
+    if (this.#closed) return false
+    const req = this.#req
+    if (this.#hooks.needsEsi(req.headers.host ?? '', req.url ?? '/', head.headers)) {
+      // Out of undici's parser callback first; this attempt is aborted when we return.
+      this.#res.off('close', this.#onClose)
+      process.nextTick(this.#fallback, req, this.#res)
+      return false
+    }
+    this.#upstream = head.upstreamId
+    const headers = passHeaders(head.headers, this.#fwd)
+    if (head.setCookie !== undefined) appendSetCookie(headers, head.setCookie)
+    try {
+      this.#res.writeHead(head.statusCode, headers)
+    } catch (err) {
+      // Header bytes Node refuses to send (e.g. control characters from a broken upstream).
+      this.error(classifyUpstreamError(err, head.upstreamId), false)
+      return false
+    }
+    return true
+  }
+
+  data(chunk: Buffer): void {
+    if (!this.#res.write(chunk) && !this.#closed) {
+      this.#controller?.pause()
+      this.#res.once('drain', this.#resume)
+    }
+  }
+
+  end(): void {
+    this.#res.end()
+    this.#logLine(this.#res.statusCode)
+  }
+
+  error(e: StrataError, started: boolean): void {
+    if (this.#closed) return
+    const req = this.#req
+    this.#hooks.failed(e, req.method ?? 'GET', req.url ?? '/', this.#upstream)
+    if (started || this.#res.headersSent) {
+      // Part of the body is out: cut the response so the client sees it is incomplete.
+      this.#res.destroy()
+      return
+    }
+    const answer = errorResponse(e)
+    this.#res.writeHead(answer.status, answer.headers)
+    this.#res.end(answer.body)
+    this.#logLine(answer.status)
+  }
+
+  #logLine(status: number): void {
+    const log = this.#log
+    if (log === undefined) return
+    const req = this.#req
+    log({ method: req.method ?? 'GET', url: req.url ?? '/', status, ms: performance.now() - this.#start, upstream: this.#upstream, cache: 'PASS' })
+  }
+}
