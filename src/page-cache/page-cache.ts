@@ -208,15 +208,22 @@ export class PageCache {
   }
 
   /**
-   * For the proxy's pass-through path: the Cache-Status `fwd` reason when a GET or HEAD is known,
-   * without any I/O, to bypass the cache (the cache is off, or a hit-for-pass marker stands and
-   * nothing for the URL is in L1), counted as a pass; undefined when `handle` must decide. With
-   * an L2, `handle` asks it first, so this answers undefined.
+   * For the proxy's pass-through path: the Cache-Status `fwd` reason when a request is known,
+   * without any I/O, to bypass the cache (the cache is off; a method other than GET and HEAD; a
+   * hit-for-pass marker stands and nothing for the URL is in L1), counted as a pass; undefined
+   * when `handle` must decide. With an L2, `handle` asks it first for GET and HEAD, so this
+   * answers undefined for those.
    */
   passFor(req: CacheRequest): string | undefined {
     if (!this.#config.enabled) {
       this.#s.passes++
       return 'bypass'
+    }
+    const method = req.method
+    if (method !== 'GET' && method !== 'HEAD') {
+      // Never served from cache; an unsafe one invalidates afterwards (`invalidateAfter`).
+      this.#s.passes++
+      return 'method'
     }
     if (this.#l2 !== undefined) return undefined
     const key = this.#key(req.scheme, req.host, req.url)
@@ -491,23 +498,30 @@ export class PageCache {
   async #unsafe(req: CacheRequest, fetchOrigin: OriginFetch): Promise<CacheResult> {
     this.#s.passes++
     const res = await fetchOrigin(req)
-    if (invalidatesOnStatus(res.statusCode)) {
-      const keys = [this.#key(req.scheme, req.host, req.url)]
-      const base = `${req.scheme}://${req.host}${req.url.startsWith('/') ? req.url : '/'}`
-      for (const field of ['location', 'content-location']) {
-        const v = headerValue(res.headers, field)
-        if (v === undefined) continue
-        try {
-          const u = new URL(v, base)
-          // §4.4: only URIs with the same origin, to prevent denial-of-service attacks.
-          if (u.protocol === `${req.scheme}:` && u.host.toLowerCase() === req.host.toLowerCase()) keys.push(this.#key(req.scheme, req.host, u.pathname + u.search))
-        } catch {
-          // An unparsable Location invalidates nothing.
-        }
-      }
-      await this.#invalidateKeys([...new Set(keys)])
-    }
+    await this.invalidateAfter(req, res.statusCode, res.headers)
     return this.#passResult(res, 'method')
+  }
+
+  /**
+   * RFC 9111 §4.4, after the response to an unsafe request: a non-error status invalidates the
+   * target URI and the Location / Content-Location URIs on the same origin. A no-op otherwise.
+   */
+  async invalidateAfter(req: CacheRequest, status: number, headers: Record<string, string | string[]>): Promise<void> {
+    if (!isUnsafeMethod(req.method) || !invalidatesOnStatus(status)) return
+    const keys = [this.#key(req.scheme, req.host, req.url)]
+    const base = `${req.scheme}://${req.host}${req.url.startsWith('/') ? req.url : '/'}`
+    for (const field of ['location', 'content-location']) {
+      const v = headerValue(headers, field)
+      if (v === undefined) continue
+      try {
+        const u = new URL(v, base)
+        // §4.4: only URIs with the same origin, to prevent denial-of-service attacks.
+        if (u.protocol === `${req.scheme}:` && u.host.toLowerCase() === req.host.toLowerCase()) keys.push(this.#key(req.scheme, req.host, u.pathname + u.search))
+      } catch {
+        // An unparsable Location invalidates nothing.
+      }
+    }
+    await this.#invalidateKeys([...new Set(keys)])
   }
 
   /** Drops keys from L1 and L2 and tells the other nodes. */

@@ -3,7 +3,7 @@ import type { Dispatcher } from 'undici'
 import type { StrataError } from '../core/errors.js'
 import { appendSetCookie } from '../core/headers.js'
 import type { AccessLog } from '../observability/access-log.js'
-import { passHeaders } from '../page-cache/index.js'
+import { passHeaders, type CacheRequest } from '../page-cache/index.js'
 import { classifyUpstreamError, type ForwardHead, type ForwardSink } from './forward.js'
 import { errorResponse } from './raw-response.js'
 
@@ -13,6 +13,11 @@ export interface PassHooks {
   needsEsi(host: string, url: string, headers: Record<string, string | string[]>): boolean
   /** A failure answered or cut short: logged like the full path's proxy errors. */
   failed(e: StrataError, method: string, url: string, upstream: string | undefined): void
+  /**
+   * The cache invalidation an unsafe request's response calls for (RFC 9111 §4.4), or undefined.
+   * The client gets the response once it is done, as on the full path.
+   */
+  invalidate(req: CacheRequest, status: number, headers: Record<string, string | string[]>): Promise<void> | undefined
 }
 
 /**
@@ -23,6 +28,7 @@ export interface PassHooks {
  */
 export class PassToClient implements ForwardSink {
   readonly #hooks: PassHooks
+  readonly #creq: CacheRequest
   readonly #req: IncomingMessage
   readonly #res: ServerResponse
   readonly #fwd: string
@@ -32,9 +38,15 @@ export class PassToClient implements ForwardSink {
   #controller: Dispatcher.DispatchController | undefined
   #upstream: string | undefined
   #closed = false
+  /** Body chunks (and whether the end came) received while the head waits for an invalidation. */
+  #held: Buffer[] | undefined
+  #heldEnd = false
+  /** `error` answered or cut the response: nothing more is written. */
+  #failed = false
 
-  constructor(hooks: PassHooks, req: IncomingMessage, res: ServerResponse, fwd: string, log: AccessLog | undefined, start: number, fallback: (req: IncomingMessage, res: ServerResponse) => void) {
+  constructor(hooks: PassHooks, creq: CacheRequest, req: IncomingMessage, res: ServerResponse, fwd: string, log: AccessLog | undefined, start: number, fallback: (req: IncomingMessage, res: ServerResponse) => void) {
     this.#hooks = hooks
+    this.#creq = creq
     this.#req = req
     this.#res = res
     this.#fwd = fwd
@@ -60,7 +72,9 @@ export class PassToClient implements ForwardSink {
   start(head: ForwardHead): boolean {
     if (this.#closed) return false
     const req = this.#req
-    if (this.#hooks.needsEsi(req.headers.host ?? '', req.url ?? '/', head.headers)) {
+    const creq = this.#creq
+    // Only GET and HEAD are assembled (as on the full path), and only they can still be handed over.
+    if ((creq.method === 'GET' || creq.method === 'HEAD') && this.#hooks.needsEsi(creq.host, creq.url, head.headers)) {
       // Out of undici's parser callback first; this attempt is aborted when we return.
       this.#res.off('close', this.#onClose)
       process.nextTick(this.#fallback, req, this.#res)
@@ -69,17 +83,41 @@ export class PassToClient implements ForwardSink {
     this.#upstream = head.upstreamId
     const headers = passHeaders(head.headers, this.#fwd)
     if (head.setCookie !== undefined) appendSetCookie(headers, head.setCookie)
-    try {
-      this.#res.writeHead(head.statusCode, headers)
-    } catch (err) {
-      // Header bytes Node refuses to send (e.g. control characters from a broken upstream).
-      this.error(classifyUpstreamError(err, head.upstreamId), false)
-      return false
+    const invalidating = this.#hooks.invalidate(creq, head.statusCode, head.headers)
+    if (invalidating === undefined) return this.#writeHead(head.statusCode, headers)
+    // Hold the response (and the upstream) until the cache has forgotten what it changed.
+    this.#held = []
+    this.#controller?.pause()
+    const release = () => {
+      const held = this.#held ?? []
+      this.#held = undefined
+      if (this.#closed || this.#failed || !this.#writeHead(head.statusCode, headers)) return
+      for (const chunk of held) this.data(chunk)
+      if (this.#heldEnd) this.end()
+      else this.#controller?.resume()
     }
+    invalidating.then(release, release)
     return true
   }
 
+  /** Writes the head; false (the client already answered with a 502) when Node refuses it. */
+  #writeHead(status: number, headers: Record<string, string | string[]>): boolean {
+    try {
+      this.#res.writeHead(status, headers)
+      return true
+    } catch (err) {
+      // Header bytes Node refuses to send (e.g. control characters from a broken upstream).
+      this.#controller?.abort(err as Error)
+      this.error(classifyUpstreamError(err, this.#upstream ?? 'upstream'), false)
+      return false
+    }
+  }
+
   data(chunk: Buffer): void {
+    if (this.#held !== undefined) {
+      this.#held.push(chunk)
+      return
+    }
     if (!this.#res.write(chunk) && !this.#closed) {
       this.#controller?.pause()
       this.#res.once('drain', this.#resume)
@@ -87,15 +125,22 @@ export class PassToClient implements ForwardSink {
   }
 
   end(): void {
+    if (this.#held !== undefined) {
+      this.#heldEnd = true
+      return
+    }
     this.#res.end()
     this.#logLine(this.#res.statusCode)
   }
 
-  error(e: StrataError, started: boolean): void {
+  error(e: StrataError, _started: boolean): void {
     if (this.#closed) return
     const req = this.#req
     this.#hooks.failed(e, req.method ?? 'GET', req.url ?? '/', this.#upstream)
-    if (started || this.#res.headersSent) {
+    // A held response is dropped: the failure is answered instead.
+    this.#held = undefined
+    this.#failed = true
+    if (this.#res.headersSent) {
       // Part of the body is out: cut the response so the client sees it is incomplete.
       this.#res.destroy()
       return

@@ -7,7 +7,7 @@ import { writeChunkedPage, writeStored } from './raw-response.js'
 import { Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import type { Balancer, PickRequest } from '../balancer/index.js'
-import { plainHit, type PageCache, type CacheRequest, type CacheResult, type OriginFetch, type OriginResponse } from '../page-cache/index.js'
+import { invalidatesOnStatus, isUnsafeMethod, plainHit, type PageCache, type CacheRequest, type CacheResult, type OriginFetch, type OriginResponse } from '../page-cache/index.js'
 import { classifyUpstreamError, upstreamRequestHeaders, type Forwarder } from './forward.js'
 import { PassToClient, type PassHooks } from './pass-through.js'
 import type { UpstreamPools } from './upstream-pools.js'
@@ -70,13 +70,14 @@ export class EdgePipeline {
    * and `handle`; `fallback` hands over a pass that turned out to need more (an ESI template).
    */
   serveEarly(req: IncomingMessage, res: ServerResponse, log: AccessLog | undefined, fallback: (req: IncomingMessage, res: ServerResponse) => void): boolean {
-    const method = req.method
-    if ((method !== 'GET' && method !== 'HEAD') || !this.fastPath) return false
+    if (!this.fastPath) return false
     const start = log === undefined ? 0 : performance.now()
     if (rejectReason(req) !== undefined) return false
+    const method = req.method ?? 'GET'
     const url = req.url ?? '/'
     const headers = req.headers
     const creq = clientCacheRequest(method, url, headers)
+    if (method !== 'GET' && method !== 'HEAD') return this.#passEarly(req, res, creq, log, start, fallback)
     const cache = this.#cache
     const now = cache.now()
     const entry = cache.freshLookup(creq, now)
@@ -117,8 +118,11 @@ export class EdgePipeline {
     const headers = upstreamRequestHeaders(creq.headers, { ip, proto: 'http' })
     stripSticky(headers, this.#balancer)
     Object.assign(headers, this.#extraUpstreamHeaders)
-    const sink = new PassToClient(this.#passHooks, req, res, fwd, log, start, fallback)
-    this.#forwarder.dispatch({ method: creq.method, url: creq.url, headers, body: null, pick: { ip, path: creq.url, headers: creq.headers } }, sink)
+    const sink = new PassToClient(this.#passHooks, creq, req, res, fwd, log, start, fallback)
+    // A request body streams upstream as it arrives (the raw request is the stream); GET and
+    // HEAD bodies are not forwarded, as on the full path.
+    const body = creq.method !== 'GET' && creq.method !== 'HEAD' && hasBody(creq.headers) ? req : null
+    this.#forwarder.dispatch({ method: creq.method, url: creq.url, headers, body, pick: { ip, path: creq.url, headers: creq.headers } }, sink)
     return true
   }
 
@@ -132,6 +136,7 @@ export class EdgePipeline {
     failed: (e, method, url, upstream) => {
       if (e.statusCode >= 500) this.#log.warn({ err: { code: e.code, message: e.message }, method, url, upstream }, 'proxy error')
     },
+    invalidate: (req, status, headers) => (isUnsafeMethod(req.method) && invalidatesOnStatus(status) ? this.#cache.invalidateAfter(req, status, headers) : undefined),
   }
 
   /** Handles one client request; resolves once the response has been handed to fastify. */
@@ -263,4 +268,11 @@ function stripSticky(headers: Record<string, string | string[]>, balancer: Balan
   if (kept === cookie) return
   if (kept === undefined) delete headers['cookie']
   else headers['cookie'] = kept
+}
+
+/** Whether a request announces a body (RFC 9112 §6.3): a Transfer-Encoding, or a non-zero Content-Length. */
+function hasBody(headers: CacheRequest['headers']): boolean {
+  if (headers['transfer-encoding'] !== undefined) return true
+  const cl = headers['content-length']
+  return cl !== undefined && cl !== '0'
 }

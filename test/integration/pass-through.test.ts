@@ -1,12 +1,13 @@
-// The pass-through path: once the cache knows a URL is uncacheable (a hit-for-pass marker), its
-// requests are forwarded before fastify, the upstream's bytes going straight to the client. These
-// tests check it behaves like the full path: headers, streaming, retries, errors, sticky cookies,
-// client aborts, ESI templates, and the access log.
+// The pass-through path: requests the cache will not answer (methods other than GET and HEAD,
+// and URLs with a hit-for-pass marker) are forwarded before fastify, the upstream's bytes going
+// straight to the client. These tests check it behaves like the full path: headers, streaming both
+// ways, retries, errors, invalidation, sticky cookies, client aborts, ESI templates, access lines.
 import { createHash } from 'node:crypto'
 import { request as httpRequest } from 'node:http'
+import { Readable } from 'node:stream'
 import { afterEach, describe, expect, it } from 'vitest'
 import { request } from 'undici'
-import type { Handler, Origin } from '../helpers/origin.js'
+import { readBody, type Handler, type Origin } from '../helpers/origin.js'
 import { startBehind, type RunningStrata } from '../helpers/strata.js'
 import { sleep } from '../helpers/ports.js'
 
@@ -30,7 +31,7 @@ async function get(url: string, headers: Record<string, string> = {}) {
 
 const accessLines = (s: RunningStrata) => s.logs.filter((l) => l['msg'] === 'request')
 
-describe('pass-through before fastify (hit-for-pass)', () => {
+describe('pass-through before fastify', () => {
   it('answers like the full path: PASS status, Via, edge-only headers stripped, forwarding headers upstream', async () => {
     const { origins, s } = await setup([
       (_req, res) => {
@@ -263,6 +264,105 @@ describe('pass-through before fastify (hit-for-pass)', () => {
     const fresh = await get(`${s.url}/st`)
     expect(String(fresh.headers['set-cookie'])).toMatch(/^strata_srv=/)
     expect(origins[0]!.requests.every((r) => !String(r.headers.cookie ?? '').includes('strata_srv'))).toBe(true)
+  })
+
+  it('streams a request body upstream byte-exact (POST, chunked PUT) and answers PASS', async () => {
+    const upload = Buffer.alloc(5 * 1024 * 1024)
+    for (let i = 0; i < upload.length; i += 4) upload.writeUInt32LE(i * 2246822519 >>> 0, i)
+    const digests: string[] = []
+    const { origins, s } = await setup([
+      async (req, res) => {
+        const body = await readBody(req)
+        digests.push(createHash('sha256').update(body).digest('hex'))
+        res.writeHead(200, { 'content-type': 'text/plain' })
+        res.end(`${req.method} ${body.length} ${req.headers['transfer-encoding'] ?? 'cl'}`)
+      },
+    ])
+    const post = await request(`${s.url}/upload`, { method: 'POST', body: upload, headers: { 'content-type': 'application/octet-stream' } })
+    expect(post.statusCode).toBe(200)
+    expect(await post.body.text()).toBe(`POST ${upload.length} cl`)
+    expect(post.headers['x-cache']).toBe('PASS')
+    expect(post.headers['cache-status']).toBe('strata; fwd=method')
+    const chunks = async function* () {
+      for (let i = 0; i < upload.length; i += 256 * 1024) yield upload.subarray(i, i + 256 * 1024)
+    }
+    const put = await request(`${s.url}/upload`, { method: 'PUT', body: Readable.from(chunks()) })
+    expect(await put.body.text()).toBe(`PUT ${upload.length} chunked`)
+    const want = createHash('sha256').update(upload).digest('hex')
+    expect(digests).toEqual([want, want])
+    // An empty POST goes without a body, and with no Transfer-Encoding invented for it.
+    const empty = await request(`${s.url}/upload`, { method: 'POST' })
+    expect(await empty.body.text()).toBe('POST 0 cl')
+    expect(origins[0]!.requests.at(-1)!.headers['transfer-encoding']).toBeUndefined()
+    expect(accessLines(s).filter((l) => l['url'] === '/upload').map((l) => [l['method'], l['status'], l['cache']])).toEqual([
+      ['POST', 200, 'PASS'],
+      ['PUT', 200, 'PASS'],
+      ['POST', 200, 'PASS'],
+    ])
+  })
+
+  it('an unsafe request invalidates its target and Location before the client gets the answer', async () => {
+    let version = 1
+    const { origins, s } = await setup([
+      async (req, res) => {
+        if (req.method === 'POST') {
+          await readBody(req)
+          version++
+          // Long enough that a response sent before the invalidation would show.
+          await sleep(30)
+          res.writeHead(201, { location: '/items/7', 'content-type': 'text/plain' })
+          return res.end('created')
+        }
+        res.writeHead(200, { 'cache-control': 'public, max-age=60', 'content-type': 'text/plain' })
+        res.end(`${req.url} v${version}`)
+      },
+    ])
+    await get(`${s.url}/items`)
+    await get(`${s.url}/items/7`)
+    expect((await get(`${s.url}/items`)).headers['x-cache']).toBe('HIT')
+    expect((await get(`${s.url}/items/7`)).headers['x-cache']).toBe('HIT')
+    const post = await request(`${s.url}/items`, { method: 'POST', body: 'name=x', headers: { 'content-type': 'application/x-www-form-urlencoded' } })
+    expect(post.statusCode).toBe(201)
+    expect(await post.body.text()).toBe('created')
+    // Asked right after the answer: both are gone from the cache.
+    const items = await get(`${s.url}/items`)
+    const item = await get(`${s.url}/items/7`)
+    expect([items.headers['x-cache'], items.body.toString()]).toEqual(['MISS', '/items v2'])
+    expect([item.headers['x-cache'], item.body.toString()]).toEqual(['MISS', '/items/7 v2'])
+    expect(origins[0]!.hits('/items')).toBe(3)
+    // A failed unsafe request invalidates nothing.
+    origins[0]!.setHandler((req, res) => {
+      res.writeHead(req.method === 'DELETE' ? 500 : 200, { 'cache-control': 'public, max-age=60' })
+      res.end(`${req.url} v${version}`)
+    })
+    await get(`${s.url}/items`)
+    const del = await request(`${s.url}/items`, { method: 'DELETE' })
+    expect(del.statusCode).toBe(500)
+    await del.body.text()
+    expect((await get(`${s.url}/items`)).headers['x-cache']).toBe('HIT')
+  })
+
+  it('retries a bodiless POST whose connection failed, never one with a body', async () => {
+    const ok: Handler = async (req, res) => {
+      await readBody(req)
+      res.end('ok')
+    }
+    const { origins, s } = await setup([ok, ok], { balancer: { algorithm: 'round-robin', retries: 1, passive: { failures: 1000 } } })
+    await origins[0]!.close()
+    for (let i = 0; i < 4; i++) {
+      const r = await request(`${s.url}/act`, { method: 'POST' })
+      expect(r.statusCode).toBe(200)
+      await r.body.text()
+    }
+    const statuses: number[] = []
+    for (let i = 0; i < 4; i++) {
+      const r = await request(`${s.url}/act`, { method: 'POST', body: 'payload' })
+      statuses.push(r.statusCode)
+      await r.body.text()
+    }
+    // Round-robin sends every other one to the dead server; with a body those are not retried.
+    expect(statuses.filter((st) => st === 502).length).toBe(2)
+    expect(statuses.filter((st) => st === 200).length).toBe(2)
   })
 
   it('hands an uncacheable ESI template back to the full path, and remembers to', async () => {
