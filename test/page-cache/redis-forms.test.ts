@@ -49,13 +49,14 @@ async function get(node: PageCache, url: string) {
 }
 
 describe.each([
-  ['a Redis Cluster', () => ({ cluster: [...cluster.urls] })],
-  ['a Sentinel-managed master', () => sentinel.option],
-])('two page-cache nodes over %s', (_name, option) => {
+  ['a Redis Cluster', () => ({ cluster: [...cluster.urls] }), () => new Cluster(cluster.nodes.map((n) => ({ host: '127.0.0.1', port: n.port })))],
+  ['a Sentinel-managed master', () => sentinel.option, () => new Redis(sentinel.master.url)],
+])('two page-cache nodes over %s', (_name, option, rawClient) => {
   it('share pages through L2 and purges through the bus', async () => {
     const config = cacheConfig({ redis: option(), redisTimeoutMs: 500 })
     const node1 = new PageCache({ config, nodeId: 'node-1' })
     const node2 = new PageCache({ config, nodeId: 'node-2' })
+    const raw = rawClient()
     try {
       await Promise.all([node1.ready(), node2.ready()])
       const paths = Array.from({ length: 12 }, (_, i) => `/forms/${Date.now()}/${i}`)
@@ -69,6 +70,9 @@ describe.each([
       expect(origin.hits()).toBe(hitsBefore)
       expect(node2.stats().l2).toMatchObject({ enabled: true, breaker: 'closed' })
 
+      // L2 writes are behind the response: wait until the tag index has every page.
+      const indexed = async () => (await Promise.all(paths.map((p) => raw.sismember('strata:pc:t:pages', `http://example.test${p}`)))).every((n) => n === 1)
+      await waitFor(indexed, 5000, 20)
       // A tag purge on node 2 reaches node 1's L1 and removes the L2 copies once.
       const purged = await node2.purge({ tags: ['pages'] })
       expect(purged.l2).toBeGreaterThanOrEqual(paths.length)
@@ -76,6 +80,7 @@ describe.each([
       const again = await get(node1, paths[0]!)
       expect(again.cacheStatus).toBe('MISS')
     } finally {
+      raw.disconnect()
       await Promise.all([node1.close(), node2.close()])
     }
   })
