@@ -10,6 +10,14 @@ import type { CacheEntry } from './types.js'
 
 const TIMEOUT = Symbol('timeout')
 
+/** An L2 write carrying surrogate keys, remembered for a while (see `purgeRecentWrites`). */
+interface RecentWrite {
+  readonly key: string
+  readonly tags: readonly string[]
+  readonly at: number
+  readonly done: Promise<unknown>
+}
+
 export class L2Tier {
   readonly store: PageStore
   #breaker: CircuitBreaker
@@ -17,11 +25,18 @@ export class L2Tier {
   #log: Logger
   errors = 0
 
-  constructor(store: PageStore, opts: { timeoutMs: number; breaker: CircuitBreaker; logger: Logger }) {
+  readonly #recent: RecentWrite[] = []
+  #recentHead = 0
+  readonly #recentMs: number
+  readonly #recentMax: number
+
+  constructor(store: PageStore, opts: { timeoutMs: number; breaker: CircuitBreaker; logger: Logger; recentMs?: number; recentMax?: number }) {
     this.store = store
     this.#breaker = opts.breaker
     this.#timeoutMs = opts.timeoutMs
     this.#log = opts.logger
+    this.#recentMs = opts.recentMs ?? 5000
+    this.#recentMax = opts.recentMax ?? 10_000
   }
 
   get breakerState(): BreakerState {
@@ -57,8 +72,38 @@ export class L2Tier {
   }
 
   /** Fire and forget: the request never waits for L2 writes. */
-  set(entry: CacheEntry): void {
-    void this.#call('set', () => this.store.set(entry), undefined)
+  set(entry: CacheEntry, now: number): void {
+    const done = this.#call('set', () => this.store.set(entry), undefined)
+    if (entry.tags.length === 0) return
+    this.#prune(now)
+    if (this.#recent.length - this.#recentHead >= this.#recentMax) this.#recentHead++
+    this.#recent.push({ key: entry.key, tags: entry.tags, at: now, done })
+  }
+
+  /**
+   * Closes the window in which a tag purge misses a concurrent write: a store writes an entry, then
+   * indexes it under its tags, so a purge that reads the index in between does not see it. Each
+   * tag purge (this node's, or another node's off the bus) therefore also deletes the keys this
+   * node wrote with those tags in the last few seconds, once their writes have finished. Deleting
+   * a fresh entry that did not race costs one miss. Soft purges leave them alone.
+   */
+  purgeRecentWrites(tags: ReadonlySet<string>, now: number): void {
+    this.#prune(now)
+    for (let i = this.#recentHead; i < this.#recent.length; i++) {
+      const w = this.#recent[i]!
+      if (!w.tags.some((t) => tags.has(t))) continue
+      void w.done.then(() => this.delete(w.key))
+    }
+  }
+
+  #prune(now: number): void {
+    const recent = this.#recent
+    while (this.#recentHead < recent.length && recent[this.#recentHead]!.at <= now - this.#recentMs) this.#recentHead++
+    // Compact once the dead prefix dominates, so pruning stays O(1) amortised.
+    if (this.#recentHead > 1024 && this.#recentHead * 2 > recent.length) {
+      recent.splice(0, this.#recentHead)
+      this.#recentHead = 0
+    }
   }
 
   delete(key: string): Promise<number> {

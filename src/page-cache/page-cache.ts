@@ -124,8 +124,17 @@ export class PageCache {
   async #subscribe(): Promise<void> {
     await this.#bus!.subscribe((msg) => {
       if (msg.node === this.nodeId) return
-      // Another node purged: drop the entries from this node's L1 only (it handled L2 once).
-      this.#purgeLocal(msg.purge).catch((err) => this.#log.warn({ err }, 'applying a bus invalidation failed'))
+      // Another node purged: drop the entries from this node's L1 only (it handled L2 once), and
+      // any of this node's own L2 writes that the purge may have raced.
+      let compiled: ReturnType<typeof compilePurge>
+      try {
+        compiled = compilePurge(msg.purge, this.#key)
+      } catch (err) {
+        this.#log.warn({ err }, 'ignoring an invalid bus invalidation')
+        return
+      }
+      this.#purgeLocal(msg.purge, compiled).catch((err) => this.#log.warn({ err }, 'applying a bus invalidation failed'))
+      this.#purgeRecentL2(compiled)
     })
   }
 
@@ -481,7 +490,7 @@ export class PageCache {
   #store(entry: CacheEntry): void {
     this.#hitForPass.delete(entry.key)
     this.#storeL1(entry)
-    this.#l2?.set(entry)
+    this.#l2?.set(entry, this.#clock.now())
   }
 
   async #pass(req: CacheRequest, fetchOrigin: OriginFetch, fwd: string): Promise<CacheResult> {
@@ -540,10 +549,17 @@ export class PageCache {
     const l1 = await this.#purgeLocal(cmd, compiled)
     let l2 = 0
     if (this.#l2 !== undefined) for (const s of compiled.selectors) l2 += await this.#l2.purge(s, { soft: compiled.soft, now })
+    this.#purgeRecentL2(compiled)
     if (this.#bus !== undefined) {
       await this.#bus.publish({ node: this.nodeId, purge: cmd as PurgeCommand }).catch((err: unknown) => this.#log.warn({ err }, 'publishing an invalidation failed'))
     }
     return { purged: Math.max(l1, l2), l1, l2 }
+  }
+
+  /** See L2Tier.purgeRecentWrites: a tag purge re-applies to this node's recent L2 writes. */
+  #purgeRecentL2(compiled: ReturnType<typeof compilePurge>): void {
+    if (this.#l2 === undefined || compiled.soft) return
+    for (const s of compiled.selectors) if (s.kind === 'tags') this.#l2.purgeRecentWrites(s.tags, this.#clock.now())
   }
 
   async #purgeLocal(cmd: unknown, compiled = compilePurge(cmd, this.#key)): Promise<number> {
