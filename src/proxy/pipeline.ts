@@ -76,6 +76,14 @@ export class EdgePipeline {
     const method = req.method ?? 'GET'
     const url = req.url ?? '/'
     const headers = req.headers
+    if (url === '*') {
+      // OPTIONS * (the only asterisk-form the guard lets through) asks about the server, which for
+      // the client is strata (RFC 9110 §9.3.7); it has no path to forward.
+      res.writeHead(200, { allow: ALLOWED_METHODS, 'content-length': '0' })
+      res.end()
+      log?.({ method, url, status: 200, ms: performance.now() - start, upstream: undefined, cache: 'PASS' })
+      return true
+    }
     const creq = clientCacheRequest(method, url, headers)
     if (method !== 'GET' && method !== 'HEAD') return this.#passEarly(req, res, creq, log, start, fallback)
     const cache = this.#cache
@@ -254,6 +262,9 @@ export function pickRequest(request: FastifyRequest): PickRequest {
   // needs them.
   return { ip: request.ip, path: request.url, headers: request.headers }
 }
+
+/** The methods strata forwards, for `OPTIONS *`. */
+const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE'
 
 /** What the page cache is asked for a client request (strata listens on plain HTTP). */
 function clientCacheRequest(method: string, url: string, headers: CacheRequest['headers']): CacheRequest {

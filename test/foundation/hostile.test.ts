@@ -50,6 +50,16 @@ describe('hostile requests', () => {
     expect(origin.hits()).toBe(before)
   })
 
+  it('answers OPTIONS * itself (it asks about the server; there is no path to forward)', async () => {
+    const before = origin.hits()
+    const out = await raw(port, 'OPTIONS * HTTP/1.1\r\nHost: a.example\r\nConnection: close\r\n\r\n')
+    expect(out.split('\r\n')[0]).toBe('HTTP/1.1 200 OK')
+    expect(out).toMatch(/\r\nallow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE\r\n/i)
+    expect(origin.hits()).toBe(before)
+    const ups = (await (await fetch(`${s.adminUrl}/upstreams`, { headers: { authorization: `Bearer ${s.token}` } })).json()) as { upstreams: { failures: number }[] }
+    expect(ups.upstreams[0]!.failures).toBe(0)
+  })
+
   it('still serves a well-formed request on a fresh connection', async () => {
     const out = await raw(port, 'GET / HTTP/1.1\r\nHost: a.example:2001\r\nConnection: close\r\n\r\n')
     expect(out.split('\r\n')[0]).toBe('HTTP/1.1 200 OK')
