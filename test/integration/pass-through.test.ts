@@ -148,6 +148,35 @@ describe('pass-through before fastify', () => {
     expect(accessLines(s).at(-1)).toMatchObject({ url: '/r', status: 502, cache: 'PASS' })
   })
 
+  it('answers 504 when the upstream sends no head within timeouts.responseMs, 503 with Retry-After when none is available', async () => {
+    let calls = 0
+    const { s } = await setup(
+      [
+        async (_req, res) => {
+          if (calls++ > 0) await sleep(1000)
+          res.writeHead(200, { 'cache-control': 'no-store' })
+          res.end('slow')
+        },
+      ],
+      { timeouts: { responseMs: 150 }, balancer: { passive: { failures: 1000 } } },
+    )
+    await get(`${s.url}/slow`)
+    const slow = await get(`${s.url}/slow`)
+    expect(slow.status).toBe(504)
+    expect(JSON.parse(slow.body.toString())).toMatchObject({ error: 'STRATA_UPSTREAM_TIMEOUT' })
+    const drained = await fetch(`${s.adminUrl}/upstreams/b1/drain`, { method: 'POST', headers: { authorization: `Bearer ${s.token}` } })
+    expect(drained.status).toBe(200)
+    const none = await get(`${s.url}/slow`)
+    expect(none.status).toBe(503)
+    expect(none.headers['retry-after']).toMatch(/^\d+$/)
+    expect(JSON.parse(none.body.toString())).toMatchObject({ error: 'STRATA_NO_UPSTREAM' })
+    expect(accessLines(s).filter((l) => l['url'] === '/slow').map((l) => [l['status'], l['cache']])).toEqual([
+      [200, 'MISS'],
+      [504, 'PASS'],
+      [503, 'PASS'],
+    ])
+  })
+
   it('retries a 503 on another server when balancer.retryOn says so', async () => {
     let n = 0
     const { s } = await setup(
