@@ -134,7 +134,8 @@ export class PassToClient implements ForwardSink {
   }
 
   error(e: StrataError, _started: boolean): void {
-    if (this.#closed) return
+    // Once: an abort of our own (a head Node refused) may report back here.
+    if (this.#closed || this.#failed) return
     const req = this.#req
     this.#hooks.failed(e, req.method ?? 'GET', req.url ?? '/', this.#upstream)
     // A held response is dropped: the failure is answered instead.
