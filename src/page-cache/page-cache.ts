@@ -154,17 +154,22 @@ export class PageCache {
     const variants = this.#l1.get(key)
     if (variants !== undefined) {
       const entry = selectVariant(variants, req.headers)
-      if (entry !== undefined) {
-        const now = this.#clock.now()
-        if (entry.staleAt > now) {
-          this.#s.hits++
-          this.#s.l1Hits++
-          return deliver(entry, req, 'HIT', now, 'hit')
-        }
-        return this.#stale(key, entry, req, fetchOrigin, now)
-      }
+      if (entry !== undefined) return this.#found(key, entry, req, fetchOrigin, 'l1')
     }
     return this.#afterL1Miss(key, req, fetchOrigin, variants !== undefined)
+  }
+
+  /** An entry found in L1 or L2: a hit while fresh, else grace or revalidation. */
+  #found(key: string, entry: CacheEntry, req: CacheRequest, fetchOrigin: OriginFetch, tier: 'l1' | 'l2'): CacheResult | Promise<CacheResult> {
+    const now = this.#clock.now()
+    if (entry.staleAt <= now) return this.#stale(key, entry, req, fetchOrigin, now)
+    this.#s.hits++
+    if (tier === 'l1') {
+      this.#s.l1Hits++
+      return deliver(entry, req, 'HIT', now, 'hit')
+    }
+    this.#s.l2Hits++
+    return deliver(entry, req, 'HIT', now, 'hit; detail=l2')
   }
 
   /**
@@ -255,15 +260,7 @@ export class PageCache {
         // Fill L1 with what L2 had; each entry keeps its own staleAt/deleteAt, i.e. the remaining freshness.
         for (const v of variants) this.#storeL1(v)
         const entry = selectVariant(this.#l1.get(key) ?? [], req.headers)
-        if (entry !== undefined) {
-          const now = this.#clock.now()
-          if (entry.staleAt > now) {
-            this.#s.hits++
-            this.#s.l2Hits++
-            return deliver(entry, req, 'HIT', now, 'hit; detail=l2')
-          }
-          return this.#stale(key, entry, req, fetchOrigin, now)
-        }
+        if (entry !== undefined) return this.#found(key, entry, req, fetchOrigin, 'l2')
       } else this.#s.l2Misses++
     }
     return this.#fetch(key, req, fetchOrigin, undefined, primaryFound ? 'vary-miss' : 'uri-miss')
@@ -513,10 +510,11 @@ export class PageCache {
 
   /**
    * RFC 9111 §4.4, after the response to an unsafe request: a non-error status invalidates the
-   * target URI and the Location / Content-Location URIs on the same origin. A no-op otherwise.
+   * target URI and the Location / Content-Location URIs on the same origin. Undefined (nothing to
+   * wait for) otherwise.
    */
-  async invalidateAfter(req: CacheRequest, status: number, headers: Record<string, string | string[]>): Promise<void> {
-    if (!isUnsafeMethod(req.method) || !invalidatesOnStatus(status)) return
+  invalidateAfter(req: CacheRequest, status: number, headers: Record<string, string | string[]>): Promise<void> | undefined {
+    if (!isUnsafeMethod(req.method) || !invalidatesOnStatus(status)) return undefined
     const keys = [this.#key(req.scheme, req.host, req.url)]
     const base = `${req.scheme}://${req.host}${req.url.startsWith('/') ? req.url : '/'}`
     for (const field of ['location', 'content-location']) {
@@ -530,7 +528,7 @@ export class PageCache {
         // An unparsable Location invalidates nothing.
       }
     }
-    await this.#invalidateKeys([...new Set(keys)])
+    return this.#invalidateKeys([...new Set(keys)])
   }
 
   /** Drops keys from L1 and L2 and tells the other nodes. */

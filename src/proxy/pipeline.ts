@@ -7,7 +7,7 @@ import { writeChunkedPage, writeStored } from './raw-response.js'
 import { Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import type { Balancer, PickRequest } from '../balancer/index.js'
-import { invalidatesOnStatus, isUnsafeMethod, plainHit, type PageCache, type CacheRequest, type CacheResult, type OriginFetch, type OriginResponse } from '../page-cache/index.js'
+import { plainHit, type PageCache, type CacheRequest, type CacheResult, type OriginFetch, type OriginResponse } from '../page-cache/index.js'
 import { classifyUpstreamError, upstreamRequestHeaders, type Forwarder } from './forward.js'
 import { PassToClient, type PassHooks } from './pass-through.js'
 import type { UpstreamPools } from './upstream-pools.js'
@@ -27,7 +27,6 @@ export interface EdgePipelineOptions {
   extraUpstreamHeaders?: Record<string, string>
   logger: Logger
 }
-
 
 type OriginResponseWithCookie = OriginResponse & { setCookie?: string }
 
@@ -144,7 +143,7 @@ export class EdgePipeline {
     failed: (e, method, url, upstream) => {
       if (e.statusCode >= 500) this.#log.warn({ err: { code: e.code, message: e.message }, method, url, upstream }, 'proxy error')
     },
-    invalidate: (req, status, headers) => (isUnsafeMethod(req.method) && invalidatesOnStatus(status) ? this.#cache.invalidateAfter(req, status, headers) : undefined),
+    invalidate: (req, status, headers) => this.#cache.invalidateAfter(req, status, headers),
   }
 
   /** Handles one client request; resolves once the response has been handed to fastify. */
