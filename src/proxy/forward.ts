@@ -34,8 +34,8 @@ export interface ForwardHead {
 
 /**
  * Where `Forwarder.dispatch` delivers a response: straight from undici's parser callbacks, with no
- * stream in between. Exactly one of `start` (then `data`*, then `end` or `error(_, true)`) or
- * `error(_, false)` happens, unless the sink refuses the response.
+ * stream in between. Either `start` (then `data`*, then `end` or `error`) or `error` alone
+ * happens, unless the sink refuses the response.
  */
 export interface ForwardSink {
   /** Each attempt's controller, as soon as it exists: abort it when the client leaves. */
@@ -45,7 +45,7 @@ export interface ForwardSink {
   data(chunk: Buffer): void
   end(): void
   /** A failure before `start` (answer with an error) or after it (cut the response short). */
-  error(err: StrataError, started: boolean): void
+  error(err: StrataError): void
 }
 
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED'])
@@ -82,6 +82,11 @@ export function classifyUpstreamError(err: unknown, upstreamId: string): StrataE
     return new StrataError('STRATA_UPSTREAM_CONNECT', `could not connect to upstream ${upstreamId} (${code || 'error'})`, { cause: err })
   }
   return new StrataError('STRATA_UPSTREAM_RESPONSE', `upstream ${upstreamId} failed (${code || (err as Error)?.message || 'error'})`, { cause: err })
+}
+
+/** Every server is down, ejected or draining: 503, with a Retry-After for when one may be back. */
+function noUpstream(balancer: Balancer): StrataError {
+  return new StrataError('STRATA_NO_UPSTREAM', 'no healthy upstream is available', { retryAfter: balancer.retryAfterSeconds() })
 }
 
 export interface ForwarderOptions {
@@ -153,7 +158,7 @@ export class Forwarder {
     for (let attempt = 0; ; attempt++) {
       const picked: PickResult | undefined = this.#asyncPick ? await this.#balancer.pickAsync(req.pick, tried) : this.#balancer.pick(req.pick, tried)
       if (picked === undefined) {
-        throw lastError ?? new StrataError('STRATA_NO_UPSTREAM', 'no healthy upstream is available', { retryAfter: this.#balancer.retryAfterSeconds() })
+        throw lastError ?? noUpstream(this.#balancer)
       }
       const { upstream } = picked
       const done = this.#balancer.begin(upstream)
@@ -223,7 +228,7 @@ class DirectForward {
     this.#attempt++
     const picked = this.#balancer.pick(this.req.pick, this.#tried)
     if (picked === undefined) {
-      this.sink.error(this.#lastError ?? new StrataError('STRATA_NO_UPSTREAM', 'no healthy upstream is available', { retryAfter: this.#balancer.retryAfterSeconds() }), false)
+      this.sink.error(this.#lastError ?? noUpstream(this.#balancer))
       return
     }
     const handler = new AttemptHandler(this, picked, this.#balancer.begin(picked.upstream))
@@ -309,12 +314,12 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
     const aborted = controller?.aborted === true
     if (state === 2) return aborted ? undefined : run.next(id) // the 5xx being drained broke off: retry all the same
     const e = classifyUpstreamError(err, id)
-    if (state === 1) return run.sink.error(e, true)
+    if (state === 1) return run.sink.error(e)
     const connectError = e.code === 'STRATA_UPSTREAM_CONNECT'
     this.#done({ ok: false, connectError, aborted, durationMs: performance.now() - this.#started })
-    if (aborted) return run.sink.error(e, false)
+    if (aborted) return run.sink.error(e)
     run.failed(e)
     if (connectError && run.retryable(true)) run.next(id)
-    else run.sink.error(e, false)
+    else run.sink.error(e)
   }
 }

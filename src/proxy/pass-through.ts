@@ -108,7 +108,7 @@ export class PassToClient implements ForwardSink {
     } catch (err) {
       // Header bytes Node refuses to send (e.g. control characters from a broken upstream).
       this.#controller?.abort(err as Error)
-      this.error(classifyUpstreamError(err, this.#upstream ?? 'upstream'), false)
+      this.error(classifyUpstreamError(err, this.#upstream ?? 'upstream'))
       return false
     }
   }
@@ -133,7 +133,7 @@ export class PassToClient implements ForwardSink {
     this.#logLine(this.#res.statusCode)
   }
 
-  error(e: StrataError, _started: boolean): void {
+  error(e: StrataError): void {
     // Once: an abort of our own (a head Node refused) may report back here.
     if (this.#closed || this.#failed) return
     const req = this.#req

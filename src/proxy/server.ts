@@ -2,29 +2,28 @@ import { Server, type IncomingMessage, type RequestListener, type ServerResponse
 import type { Socket } from 'node:net'
 import { fastify, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from '../observability/logger.js'
-import { createAccessLog } from '../observability/access-log.js'
+import { createAccessLog, type AccessLog } from '../observability/access-log.js'
 import type { StrataConfig } from '../config/schema.js'
 import { StrataError, isStrataError } from '../core/errors.js'
 import { rejectReason } from './request-guard.js'
 import { errorResponse } from './raw-response.js'
 import type { EdgePipeline } from './pipeline.js'
 
-type AccessLogFn = NonNullable<ReturnType<typeof createAccessLog>>
-
 /**
  * Per-request facts the access log reports, and the access log's trigger. Buffered responses
- * (every cache hit) are logged as soon as they are handed to the socket (`ended`); everything else
- * when the response closes (`whenFinished`, set up for every request that reaches fastify). Fastify's onResponse hook would add two listeners and
- * a hook run to every request, which cost more than the cache hit itself.
+ * (every cache hit) are logged as soon as they are handed to the socket (`ended`); everything
+ * else when the response closes (`whenFinished`, set up for every request that reaches fastify).
+ * Fastify's onResponse hook would add two listeners and a hook run to every request, which cost
+ * more than the cache hit itself.
  */
 export class RequestFacts {
   cache = 'PASS'
   upstream: string | undefined = undefined
   readonly #start = performance.now()
   readonly #request: FastifyRequest
-  #log: AccessLogFn | undefined
+  #log: AccessLog | undefined
 
-  constructor(request: FastifyRequest, log: AccessLogFn | undefined) {
+  constructor(request: FastifyRequest, log: AccessLog | undefined) {
     this.#request = request
     this.#log = log
   }
