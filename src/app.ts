@@ -6,6 +6,7 @@ import { UpstreamPools } from './proxy/upstream-pools.js'
 import { Forwarder } from './proxy/forward.js'
 import { Balancer } from './balancer/index.js'
 import { createRedisClient, type RedisClient } from './core/redis.js'
+import { compileTrustProxy } from './core/trust-proxy.js'
 import { createProxyServer } from './proxy/server.js'
 import { EdgePipeline } from './proxy/pipeline.js'
 import { PageCache, type CacheEntry } from './page-cache/index.js'
@@ -73,6 +74,7 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     forwarder,
     balancer,
     pools,
+    trustProxy: compileTrustProxy(config.trustProxy),
     ...(esi === undefined ? {} : { esi, extraUpstreamHeaders: { 'surrogate-capability': SURROGATE_CAPABILITY } }),
   })
   const proxy = createProxyServer({ config, logger, pipeline, ...(opts.accessLines === undefined ? {} : { accessLines: opts.accessLines }) })

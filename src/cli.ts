@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 import { parseArgs } from 'node:util'
-import { loadConfigFile, ConfigError } from './config/load.js'
+import { adminTokenGenerated, loadConfigFile, ConfigError } from './config/load.js'
 import { createStrata, type Strata } from './app.js'
 import { createLogger, createServerLogger, type Logger } from './observability/logger.js'
 import { VERSION } from './version.js'
@@ -71,7 +71,12 @@ export async function main(argv: string[]): Promise<number> {
       }
       const { logger, accessLines, flush } = createServerLogger(process.env['STRATA_LOG_LEVEL'] ?? config.log.level)
       const strata = createStrata(config, { logger, accessLines })
-      return run(logger, () => strata.listen().then(() => strata), (s) => s.close(), config.timeouts.shutdownMs).finally(flush)
+      const started = () =>
+        strata.listen().then(() => {
+          if (config.admin.enabled && adminTokenGenerated(config)) logGeneratedToken(logger, config.admin.token)
+          return strata
+        })
+      return run(logger, started, (s) => s.close(), config.timeouts.shutdownMs).finally(flush)
     }
     case 'demo': {
       const { startDemo } = await import('./demo/cluster.js')
@@ -105,6 +110,17 @@ export async function main(argv: string[]): Promise<number> {
     default:
       return usage(`unknown command "${command}"`)
   }
+}
+
+/**
+ * The admin token generated for this run (no `admin.token` configured), shown once so the admin
+ * API is usable; on stderr as well when the log level hides warnings. Configure a token to keep
+ * it out of the logs.
+ */
+function logGeneratedToken(logger: Logger, token: string): void {
+  const msg = 'admin.token is not configured: generated one for this run (set admin.token to choose your own)'
+  if (logger.isLevelEnabled('warn')) logger.warn({ adminToken: token }, msg)
+  else process.stderr.write(`strata: ${msg}: ${token}\n`)
 }
 
 function usage(message: string): number {

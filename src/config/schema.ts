@@ -182,6 +182,11 @@ export const ConfigSchema = Type.Object(
     cache: CacheSchema,
     esi: EsiSchema,
     log: LogSchema,
+    /**
+     * Peers (IP addresses and CIDR ranges) whose Forwarded / X-Forwarded-* fields strata keeps and
+     * appends to; from anyone else they are dropped. Checked by the loader (ipaddr.js).
+     */
+    trustProxy: Type.Array(Type.String({ minLength: 1 }), { default: [], maxItems: 1000 }),
   },
   { additionalProperties: false },
 )

@@ -19,28 +19,93 @@ export type HeaderValue = string | string[] | undefined
 export type Headers = Record<string, HeaderValue>
 
 /**
- * Copies `headers` without the hop-by-hop fields, including any named in `Connection` (RFC 9110
- * §7.6.1), and without the names in `drop`. Header names are expected lower-case (as Node and
- * undici deliver them). Every place that forwards or stores headers goes through here.
+ * Fields a `Connection` header may never remove (RFC 9110 §7.6.1 lets a sender name any field, but
+ * Host is what the cache key and routing are built from: dropping it would make the upstream
+ * answer for its own default host while strata stores the answer under the client's).
  */
-export function stripHopByHop(headers: Headers, drop?: ReadonlySet<string>): Record<string, string | string[]> {
-  const out: Record<string, string | string[]> = {}
+const NEVER_CONNECTION_NAMED: ReadonlySet<string> = new Set(['host'])
+
+/** The field names a Connection header lists, lower-cased; undefined when it names none (the common `keep-alive` / `close`). */
+export function connectionNamed(conn: HeaderValue): Set<string> | undefined {
+  if (conn === undefined || conn === 'keep-alive' || conn === 'close') return undefined
   let named: Set<string> | undefined
-  const conn = headers['connection']
-  if (conn !== undefined) {
-    named = new Set()
-    for (const token of (Array.isArray(conn) ? conn.join(',') : conn).split(',')) {
-      const t = token.trim().toLowerCase()
-      if (t) named.add(t)
-    }
+  for (const token of (Array.isArray(conn) ? conn.join(',') : conn).split(',')) {
+    const t = token.trim().toLowerCase()
+    if (t && t !== 'close' && t !== 'keep-alive' && !NEVER_CONNECTION_NAMED.has(t)) (named ??= new Set()).add(t)
   }
+  return named
+}
+
+/**
+ * Copies `headers` without the hop-by-hop fields, including any named in `Connection` (RFC 9110
+ * §7.6.1) but never Host, and without the names in `drop`; with `dropForwarding`, also without
+ * `Forwarded` and every `X-Forwarded-*` (a client that is not a trusted proxy may not speak for
+ * one). Header names are expected lower-case (as Node and undici deliver them). Every place that
+ * forwards or stores headers goes through here.
+ */
+export function stripHopByHop(headers: Headers, drop?: ReadonlySet<string>, dropForwarding = false): Record<string, string | string[]> {
+  const out: Record<string, string | string[]> = {}
+  const named = connectionNamed(headers['connection'])
   for (const name in headers) {
     const value = headers[name]
     if (value === undefined || HOP_BY_HOP.has(name) || drop?.has(name) || named?.has(name)) continue
+    if (dropForwarding && isForwarding(name)) continue
     out[name] = value
   }
   return out
 }
+
+/**
+ * Request fields that origins (and the frameworks in front of them) read as the host, the URL or
+ * the client's address, but that are not part of the cache key: an origin that reflects one
+ * would have a page built for the attacker's value cached for everyone. Dropped from every client.
+ */
+export const UNKEYED_REQUEST_FIELDS: ReadonlySet<string> = new Set(['x-host', 'x-original-url', 'x-rewrite-url'])
+
+/** `Forwarded` or any `X-Forwarded-*`: kept only from a trusted proxy (`trustProxy`). */
+export function isForwarding(name: string): boolean {
+  const c = name.charCodeAt(0)
+  if (c === 0x78 /* x */) return name.startsWith('x-forwarded-')
+  return c === 0x66 /* f */ && name === 'forwarded'
+}
+
+function dropFromClient(name: string, trusted: boolean): boolean {
+  const c = name.charCodeAt(0)
+  if (c === 0x78 /* x */) return UNKEYED_REQUEST_FIELDS.has(name) || (!trusted && name.startsWith('x-forwarded-'))
+  return !trusted && c === 0x66 /* f */ && name === 'forwarded'
+}
+
+/**
+ * A client request's headers as strata acts on them: without the fields its `Connection` header
+ * names (they never go upstream, so the cache must not see them either: the Vary variant is
+ * computed from what the origin actually received), without the unkeyed fields origins reflect,
+ * and, unless the peer is a trusted proxy, without `Forwarded` / `X-Forwarded-*`. Host and the
+ * body's framing fields are kept whatever `Connection` says. Returns `headers` itself when there
+ * is nothing to drop (the common case: no allocation).
+ */
+export function clientRequestHeaders(headers: Headers, trusted: boolean): Headers {
+  const named = connectionNamed(headers['connection'])
+  if (named === undefined) {
+    let dirty = false
+    for (const name in headers) {
+      if (dropFromClient(name, trusted)) {
+        dirty = true
+        break
+      }
+    }
+    if (!dirty) return headers
+  }
+  const out: Headers = {}
+  for (const name in headers) {
+    if (dropFromClient(name, trusted)) continue
+    if (named?.has(name) && !FRAMING.has(name)) continue
+    out[name] = headers[name]
+  }
+  return out
+}
+
+/** How Node framed the request body: still needed to forward it, whatever Connection names. */
+const FRAMING: ReadonlySet<string> = new Set(['content-length', 'transfer-encoding'])
 
 /** First value of a header, or undefined. */
 export function headerValue(headers: Headers, name: string): string | undefined {

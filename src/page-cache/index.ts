@@ -11,7 +11,7 @@ export type {
   PurgeCommand,
   TierStats,
 } from './types.js'
-export { createKeyFunction, normalizeQuery, normalizeTarget, compileGlobs, keyOrigin, keyTarget, type KeyFunction, type KeyOptions } from './key.js'
+export { canonicalAbsolute, canonicalHost, canonicalTarget, isCanonicalTarget, createKeyFunction, normalizeQuery, normalizeTarget, compileGlobs, keyOrigin, keyTarget, type KeyFunction, type KeyOptions } from './key.js'
 export {
   parseCacheControl,
   parseSurrogateControl,

@@ -16,7 +16,7 @@ import { CircuitBreaker } from '../core/breaker.js'
 import type { InvalidationBus } from './bus.js'
 import { Flights, type FlightOutcome } from './coalesce.js'
 import { createEntry } from './entry.js'
-import { createKeyFunction, type KeyFunction } from './key.js'
+import { canonicalHost, canonicalTarget, createKeyFunction, type KeyFunction } from './key.js'
 import { L2Tier } from './l2.js'
 import { MemoryStore } from './memory-store.js'
 import {
@@ -523,7 +523,7 @@ export class PageCache {
       try {
         const u = new URL(v, base)
         // §4.4: only URIs with the same origin, to prevent denial-of-service attacks.
-        if (u.protocol === `${req.scheme}:` && u.host.toLowerCase() === req.host.toLowerCase()) keys.push(this.#key(req.scheme, req.host, u.pathname + u.search))
+        if (u.protocol === `${req.scheme}:` && u.host === canonicalHost(req.host, req.scheme)) keys.push(this.#key(req.scheme, req.host, canonicalTarget(u.pathname + u.search)))
       } catch {
         // An unparsable Location invalidates nothing.
       }

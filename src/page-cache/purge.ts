@@ -4,7 +4,7 @@
  * subset that cannot backtrack catastrophically.
  */
 import { StrataError } from '../core/errors.js'
-import { keyTarget, type KeyFunction } from './key.js'
+import { canonicalAbsolute, canonicalTarget, keyTarget, type KeyFunction } from './key.js'
 import type { PurgeSelector } from './store.js'
 
 export const MAX_PATTERN_LENGTH = 256
@@ -108,12 +108,16 @@ export function compilePurge(cmd: unknown, keyFn: KeyFunction): CompiledPurge {
       const exact: string[] = []
       const anyHost = new Set<string>()
       for (const s of stringArray(v, 'urls')) {
+        // Canonicalised as a request target is (see canonicalTarget), so "/a/./b" or "x:80" purge
+        // what a request for them stored.
         if (s.startsWith('/')) {
           // A bare path means that path on any host: normalise it like a key's target.
-          anyHost.add(keyTarget(keyFn('http', 'h', s)))
+          anyHost.add(keyTarget(keyFn('http', 'h', canonicalTarget(s))))
         } else {
-          const u = parseAbsolute(s, 'url')
-          exact.push(keyFn(u.protocol.slice(0, -1), u.host, u.pathname + u.search))
+          parseAbsolute(s, 'url')
+          const c = canonicalAbsolute(s)
+          if (c === undefined) throw bad(`url "${s}" is neither a path starting with "/" nor an absolute http(s) URL`)
+          exact.push(keyFn(c.scheme, c.host, c.target))
         }
       }
       const selectors: PurgeSelector[] = []
@@ -123,9 +127,14 @@ export function compilePurge(cmd: unknown, keyFn: KeyFunction): CompiledPurge {
     }
     case 'prefix': {
       if (typeof v !== 'string' || v.length === 0) throw bad('"prefix" must be a non-empty string')
-      if (v.startsWith('/')) return { selectors: [{ kind: 'match', match: (k) => keyTarget(k).startsWith(v) }], soft }
-      const u = parseAbsolute(v, 'prefix')
-      const p = `${u.protocol}//${u.host.toLowerCase()}${u.pathname}${u.search}`
+      if (v.startsWith('/')) {
+        const target = canonicalTarget(v)
+        return { selectors: [{ kind: 'match', match: (k) => keyTarget(k).startsWith(target) }], soft }
+      }
+      parseAbsolute(v, 'prefix')
+      const c = canonicalAbsolute(v)
+      if (c === undefined) throw bad(`prefix "${v}" is neither a path starting with "/" nor an absolute http(s) URL`)
+      const p = `${c.scheme}://${c.host}${c.target}`
       return { selectors: [{ kind: 'match', match: (k) => k.startsWith(p) }], soft }
     }
     case 'pattern': {

@@ -7,7 +7,7 @@ import { StrataError } from '../core/errors.js'
 import { headerValue } from '../core/headers.js'
 import { assemble, compile, isEsiResponse, prepareEsi, type EsiProgram, type FragmentFetcher, type FragmentLookup, type FragmentResponse } from '../esi/index.js'
 import { writeChunkedPage } from './raw-response.js'
-import { acceptsEncoding, keyTarget, type CacheEntry, type CacheRequest, type CacheResult, type OriginResponse, type PageCache } from '../page-cache/index.js'
+import { acceptsEncoding, canonicalTarget, keyTarget, type CacheEntry, type CacheRequest, type CacheResult, type OriginResponse, type PageCache } from '../page-cache/index.js'
 
 /** Fields of the template that don't describe the assembled page (RFC 9110 §8.6, §8.8). */
 const TEMPLATE_ONLY = ['content-length', 'content-range', 'etag', 'last-modified', 'accept-ranges', 'content-md5', 'content-encoding', 'surrogate-control']
@@ -275,7 +275,9 @@ function pageHeaders(headers: Record<string, string | string[]>, cacheControl: s
 
 /** The page-cache request for an include (a GET with the forwarded client headers). */
 function fragmentRequest(url: URL, headers: CacheRequest['headers']): CacheRequest {
-  return { method: 'GET', scheme: url.protocol === 'https:' ? 'https' : 'http', host: url.host, url: url.pathname + url.search, headers }
+  // WHATWG already resolved dot segments and lower-cased the host; canonicalTarget adds the
+  // percent-encoding normalisation, so the include and a client's request share one key.
+  return { method: 'GET', scheme: url.protocol === 'https:' ? 'https' : 'http', host: url.host, url: canonicalTarget(url.pathname + url.search), headers }
 }
 
 function decoded(stream: Readable, encoding: string | undefined): Readable {

@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream'
 import { errors as undiciErrors, type Dispatcher } from 'undici'
 import { StrataError } from '../core/errors.js'
-import { appendVia, stripHopByHop } from '../core/headers.js'
+import { appendVia, headerList, headerValue, stripHopByHop, UNKEYED_REQUEST_FIELDS } from '../core/headers.js'
 import type { UpstreamPools } from './upstream-pools.js'
 import { shouldRetry, type Balancer, type DoneFn, type PickRequest, type PickResult, type RetryOn } from '../balancer/index.js'
 
@@ -49,26 +49,41 @@ export interface ForwardSink {
 }
 
 const CONNECT_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'EHOSTUNREACH', 'ENETUNREACH', 'ENOTFOUND', 'EAI_AGAIN', 'UND_ERR_SOCKET', 'UND_ERR_CLOSED'])
-/** Expect is answered by strata's own server (100-continue); it is not forwarded. */
-const NOT_FORWARDED: ReadonlySet<string> = new Set(['expect'])
+/**
+ * Expect is answered by strata's own server (100-continue); the unkeyed fields origins reflect
+ * (X-Host, X-Original-URL, X-Rewrite-URL) never go upstream.
+ */
+const NOT_FORWARDED: ReadonlySet<string> = new Set(['expect', ...UNKEYED_REQUEST_FIELDS])
 
 /**
  * Builds the upstream request headers from the client's: hop-by-hop removed (RFC 9110 §7.6.1),
- * X-Forwarded-For appended, X-Forwarded-Proto / -Host set from what strata saw, Via appended
- * (RFC 9110 §7.6.3). Host is kept, so virtual hosts work behind strata as they did without it.
+ * Via appended (RFC 9110 §7.6.3). Host is kept, so virtual hosts work behind strata as they did
+ * without it. From a trusted proxy (`trustProxy`), Forwarded and X-Forwarded-* are kept and
+ * strata's hop is appended (X-Forwarded-For, and Forwarded when the peer sent one); from anyone
+ * else they are dropped, X-Forwarded-For is the peer's address alone and X-Forwarded-Proto /
+ * -Host say what strata saw (RFC 7239 §8.1: a client's own claims are not to be believed).
  */
 export function upstreamRequestHeaders(
   raw: Record<string, string | string[] | undefined>,
-  client: { ip: string; proto: 'http' | 'https' },
+  client: { ip: string; proto: 'http' | 'https'; trusted?: boolean },
 ): Record<string, string | string[]> {
-  const out = stripHopByHop(raw, NOT_FORWARDED)
-  const xff = raw['x-forwarded-for']
-  out['x-forwarded-for'] = xff ? `${Array.isArray(xff) ? xff.join(', ') : xff}, ${client.ip}` : client.ip
-  out['x-forwarded-proto'] = client.proto
-  const host = raw['host']
-  if (host !== undefined) out['x-forwarded-host'] = host
+  const trusted = client.trusted === true
+  const out = stripHopByHop(raw, NOT_FORWARDED, !trusted)
+  const xff = trusted ? headerList(raw, 'x-forwarded-for') : undefined
+  out['x-forwarded-for'] = xff ? `${xff}, ${client.ip}` : client.ip
+  const host = headerValue(raw, 'host')
+  if (!trusted || out['x-forwarded-proto'] === undefined) out['x-forwarded-proto'] = client.proto
+  if (host !== undefined && (!trusted || out['x-forwarded-host'] === undefined)) out['x-forwarded-host'] = host
+  const fwd = trusted ? headerList(raw, 'forwarded') : undefined
+  if (fwd) out['forwarded'] = `${fwd}, ${forwardedElement(client.ip, client.proto, host)}`
   out['via'] = appendVia(raw['via'])
   return out
+}
+
+/** strata's hop as a Forwarded element (RFC 7239 §4, §6: an IPv6 node is bracketed and quoted). */
+function forwardedElement(ip: string, proto: string, host: string | undefined): string {
+  const node = ip.includes(':') ? `"[${ip}]"` : ip
+  return host === undefined ? `for=${node};proto=${proto}` : `for=${node};host="${host}";proto=${proto}`
 }
 
 /** Maps an undici / socket failure to strata's error table. */

@@ -2,12 +2,13 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { AccessLog } from '../observability/access-log.js'
 import { rejectReason } from './request-guard.js'
-import { appendSetCookie } from '../core/headers.js'
+import { appendSetCookie, clientRequestHeaders } from '../core/headers.js'
+import type { TrustProxy } from '../core/trust-proxy.js'
 import { writeChunkedPage, writeStored } from './raw-response.js'
 import { Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
-import type { Balancer, PickRequest } from '../balancer/index.js'
-import { plainHit, type PageCache, type CacheRequest, type CacheResult, type OriginFetch, type OriginResponse } from '../page-cache/index.js'
+import type { Balancer } from '../balancer/index.js'
+import { canonicalHost, canonicalTarget, plainHit, type PageCache, type CacheRequest, type CacheResult, type OriginFetch, type OriginResponse } from '../page-cache/index.js'
 import { classifyUpstreamError, upstreamRequestHeaders, type Forwarder } from './forward.js'
 import { PassToClient, type PassHooks } from './pass-through.js'
 import type { UpstreamPools } from './upstream-pools.js'
@@ -25,6 +26,8 @@ export interface EdgePipelineOptions {
   esi?: EsiDelivery
   /** Added to every upstream request (e.g. Surrogate-Capability). */
   extraUpstreamHeaders?: Record<string, string>
+  /** The peers whose Forwarded / X-Forwarded-* are kept (config `trustProxy`); default: none. */
+  trustProxy?: TrustProxy
   logger: Logger
 }
 
@@ -43,6 +46,7 @@ export class EdgePipeline {
   readonly #esi: EsiDelivery | undefined
   readonly #extraUpstreamHeaders: Readonly<Record<string, string>>
   readonly #log: Logger
+  readonly #trust: TrustProxy | undefined
   /** Host + URL of passes that answered with an ESI template: they take the full path. */
   readonly #templatePasses = new LRUCache<string, true>({ max: 10_000 })
 
@@ -54,6 +58,12 @@ export class EdgePipeline {
     this.#pools = opts.pools
     this.#esi = opts.esi
     this.#extraUpstreamHeaders = opts.extraUpstreamHeaders ?? {}
+    this.#trust = opts.trustProxy
+  }
+
+  /** Whether the peer is a trusted proxy (`trustProxy`): the last answer is cached. */
+  trusts(peer: string | undefined): boolean {
+    return this.#trust?.trusts(peer) ?? false
   }
 
   /** Off while shutting down, so draining connections get fastify's 503 + Connection: close. */
@@ -119,10 +129,16 @@ export class EdgePipeline {
     // Learn-mode sticky sessions in Redis pick asynchronously; URLs seen answering with a
     // template need assembly.
     if (this.#forwarder.asyncPick || (this.#esi !== undefined && this.#templatePasses.has(creq.host + creq.url))) return false
+    const ip = req.socket.remoteAddress ?? ''
+    const trusted = this.trusts(ip)
+    // What strata acts on from here: the fields Connection names, and unkeyed or untrusted
+    // forwarding fields, are gone (the fresh-hit lookup above used the client's headers as they
+    // came, which can only select a variant some request legitimately stored).
+    const cleaned = clientRequestHeaders(creq.headers, trusted)
+    if (cleaned !== creq.headers) creq = { ...creq, headers: cleaned }
     const fwd = this.#cache.passFor(creq)
     if (fwd === undefined) return false
-    const ip = req.socket.remoteAddress ?? ''
-    const headers = upstreamRequestHeaders(creq.headers, { ip, proto: 'http' })
+    const headers = upstreamRequestHeaders(creq.headers, { ip, proto: 'http', trusted })
     stripSticky(headers, this.#balancer)
     Object.assign(headers, this.#extraUpstreamHeaders)
     const sink = new PassToClient(this.#passHooks, creq, req, res, fwd, log, start, fallback)
@@ -148,8 +164,10 @@ export class EdgePipeline {
 
   /** Handles one client request; resolves once the response has been handed to fastify. */
   handle(request: FastifyRequest, reply: FastifyReply): FastifyReply | Promise<FastifyReply> {
-    const ctx = new OriginContext(this, request)
-    const result = this.#cache.handle(clientCacheRequest(request.method, request.url, request.headers), ctx.fetch)
+    const trusted = this.trusts(request.ip)
+    const creq = clientCacheRequest(request.method, request.url, clientRequestHeaders(request.headers, trusted))
+    const ctx = new OriginContext(this, request, creq, trusted)
+    const result = this.#cache.handle(creq, ctx.fetch)
     if (result instanceof Promise) return result.then((r) => this.#send(request, reply, r, ctx))
     return this.#send(request, reply, result, ctx)
   }
@@ -186,10 +204,10 @@ export class EdgePipeline {
       // The edge matched the client's condition against the template's validators, but the
       // assembled page has none (its parts change on their own), so the condition cannot hold
       // (RFC 9110 §13.1.1): look the template up again without it and assemble.
-      const headers = { ...request.headers }
+      const headers = { ...ctx.creq.headers }
       delete headers['if-none-match']
       delete headers['if-modified-since']
-      result = await this.#cache.handle(clientCacheRequest(request.method, request.url, headers), ctx.fetch)
+      result = await this.#cache.handle({ ...ctx.creq, headers }, ctx.fetch)
       request.strata.cache = result.cacheStatus
     }
     const found = await esi.programFor(result, ctx.originHeaders, request.url)
@@ -204,7 +222,7 @@ export class EdgePipeline {
   /** Fragment requests: the site's own paths go through the balancer; allowed hosts are fetched directly. */
   #fragmentFetch(request: FastifyRequest): FragmentOriginFetch {
     return async (req, { sameSite, signal }) => {
-      if (sameSite) return this.forward(request, req, undefined, signal)
+      if (sameSite) return this.forward(request, req, undefined, false, signal)
       const origin = `${req.scheme}://${req.host}`
       const headers = upstreamRequestHeaders(req.headers, { ip: request.ip, proto: 'http' })
       Object.assign(headers, this.#extraUpstreamHeaders)
@@ -220,8 +238,8 @@ export class EdgePipeline {
   }
 
   /** Sends one request upstream on behalf of the page cache (also for background refreshes). */
-  async forward(request: FastifyRequest, req: CacheRequest, extra: Record<string, string> | undefined, signal?: AbortSignal): Promise<OriginResponseWithCookie> {
-    const headers = upstreamRequestHeaders(req.headers, { ip: request.ip, proto: 'http' })
+  async forward(request: FastifyRequest, req: CacheRequest, extra: Record<string, string> | undefined, trusted: boolean, signal?: AbortSignal): Promise<OriginResponseWithCookie> {
+    const headers = upstreamRequestHeaders(req.headers, { ip: request.ip, proto: 'http', trusted })
     stripSticky(headers, this.#balancer)
     Object.assign(headers, this.#extraUpstreamHeaders)
     if (extra !== undefined) Object.assign(headers, extra)
@@ -231,7 +249,7 @@ export class EdgePipeline {
       url: req.url,
       headers,
       body: bodyAllowed && request.body != null ? (request.body as Readable) : null,
-      pick: pickRequest(request),
+      pick: { ip: request.ip, path: req.url, headers: req.headers },
       ...(signal === undefined ? {} : { signal }),
     })
     const out: OriginResponseWithCookie = { statusCode: res.statusCode, headers: res.headers, body: res.body, upstreamId: res.upstreamId }
@@ -246,9 +264,12 @@ class OriginContext {
   /** Headers of the origin response fetched for this very request (not for a background refresh). */
   originHeaders: Record<string, string | string[]> | undefined
   readonly fetch: OriginFetch
-  constructor(pipeline: EdgePipeline, request: FastifyRequest) {
+  /** The request as the page cache sees it: canonical target and host, cleaned headers. */
+  readonly creq: CacheRequest
+  constructor(pipeline: EdgePipeline, request: FastifyRequest, creq: CacheRequest, trusted: boolean) {
+    this.creq = creq
     this.fetch = async (req, extra) => {
-      const res = await pipeline.forward(request, req, extra)
+      const res = await pipeline.forward(request, req, extra, trusted)
       if (res.setCookie !== undefined) this.setCookie = res.setCookie
       this.originHeaders ??= res.headers
       return res
@@ -256,18 +277,16 @@ class OriginContext {
   }
 }
 
-export function pickRequest(request: FastifyRequest): PickRequest {
-  // The balancer ignores the query itself (hashOn "path"), and parses cookies only when its mode
-  // needs them.
-  return { ip: request.ip, path: request.url, headers: request.headers }
-}
-
 /** The methods strata forwards, for `OPTIONS *`. */
 const ALLOWED_METHODS = 'GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS, TRACE'
 
-/** What the page cache is asked for a client request (strata listens on plain HTTP). */
+/**
+ * What the page cache is asked for a client request (strata listens on plain HTTP): the target
+ * and host in their canonical form, computed once here and used for the key, the upstream request,
+ * purges and invalidation alike. An already canonical target (the common case) costs one scan.
+ */
 function clientCacheRequest(method: string, url: string, headers: CacheRequest['headers']): CacheRequest {
-  return { method, scheme: 'http', host: (headers['host'] as string | undefined) ?? '', url, headers }
+  return { method, scheme: 'http', host: canonicalHost((headers['host'] as string | undefined) ?? '', 'http'), url: canonicalTarget(url), headers }
 }
 
 /** The sticky cookie is strata's, not the application's: it never goes upstream. */

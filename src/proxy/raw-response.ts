@@ -1,5 +1,5 @@
 import type { ServerResponse } from 'node:http'
-import type { StrataError } from '../core/errors.js'
+import { ERROR_CODES, type ErrorCode, type StrataError } from '../core/errors.js'
 
 /**
  * Writing a response whose bytes are all in memory straight to Node's response: the head and the
@@ -24,9 +24,18 @@ export function writeChunkedPage(res: ServerResponse, status: number, headers: R
   res.end()
 }
 
-/** strata's own error answer: a JSON body naming the error code, Retry-After when no upstream is up. */
+/**
+ * strata's own error answer: a JSON body with the stable code and the error table's generic
+ * sentence, Retry-After when no upstream is up. The error's own message (upstream ids, undici's
+ * socket errors, internal details) goes to the log only, never to the client.
+ */
 export function errorResponse(e: StrataError): { status: number; headers: Record<string, string>; body: string } {
   const headers: Record<string, string> = { 'content-type': 'application/json; charset=utf-8' }
   if (e.code === 'STRATA_NO_UPSTREAM') headers['retry-after'] = String(e.retryAfter ?? 1)
-  return { status: e.statusCode, headers, body: `{"error":"${e.code}","message":${JSON.stringify(e.message)}}\n` }
+  return { status: e.statusCode, headers, body: ERROR_BODIES[e.code] }
 }
+
+/** Each code's answer body, built once from the one error table. */
+const ERROR_BODIES = Object.fromEntries(
+  Object.entries(ERROR_CODES).map(([code, { message }]) => [code, `{"error":"${code}","message":${JSON.stringify(message)}}\n`]),
+) as Record<ErrorCode, string>
