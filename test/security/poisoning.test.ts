@@ -161,7 +161,7 @@ describe('one canonical request target (issue #10 item 6)', () => {
   it('an unsafe request to a non-canonical URL invalidates the canonical entry', async () => {
     await rawGet(port, '/u/v', { host: 'unsafe.example' })
     expect((await rawGet(port, '/u/v', { host: 'unsafe.example' })).text).toMatch(/x-cache: HIT/i)
-    const post = await exchange(port, 'POST /u/./w/../v HTTP/1.1\r\nHost: Unsafe.Example:80\r\nContent-Length: 0\r\nConnection: close\r\n\r\n')
+    const post = await exchange(port, 'POST /u/./w/../%76 HTTP/1.1\r\nHost: Unsafe.Example:80\r\nContent-Length: 0\r\nConnection: close\r\n\r\n')
     expect(post.statuses).toEqual([204])
     expect((await rawGet(port, '/u/v', { host: 'unsafe.example' })).text).toMatch(/x-cache: MISS/i)
   })
