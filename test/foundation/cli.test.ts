@@ -88,6 +88,34 @@ describe('strata CLI', () => {
     expect(out).not.toContain('cli-test-token')
   })
 
+  it('serve without admin.token logs the generated token once, and it opens the admin API', async () => {
+    const cfg = file('no-token.json', { listen: { host: '127.0.0.1', port: 0 }, admin: { port: 0 }, upstreams: [{ id: 'b1', url: origin.url }] })
+    const child = spawn(process.execPath, [CLI, 'serve', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    const found = await new Promise<{ token: string; admin: string }>((resolve, reject) => {
+      const t = setTimeout(() => reject(new Error(`no token / listening line: ${out}`)), 10_000)
+      child.stdout.on('data', () => {
+        const lines = out.split('\n').filter((l) => l.startsWith('{')).map((l) => JSON.parse(l) as Record<string, unknown>)
+        const tokenLine = lines.find((l) => typeof l['adminToken'] === 'string')
+        const listening = lines.find((l) => l['listening'] !== undefined)
+        if (tokenLine && listening) {
+          clearTimeout(t)
+          resolve({ token: tokenLine['adminToken'] as string, admin: (listening['listening'] as { admin: { url: string } }).admin.url })
+        }
+      })
+    })
+    expect(out.split('\n').filter((l) => l.includes(found.token))).toHaveLength(1)
+    const stats = await request(`${found.admin}/stats`, { headers: { authorization: `Bearer ${found.token}` } })
+    expect(stats.statusCode).toBe(200)
+    await stats.body.text()
+    const code = await new Promise<number | null>((resolve) => {
+      child.once('exit', (c) => resolve(c))
+      child.kill('SIGTERM')
+    })
+    expect(code).toBe(0)
+  })
+
   it('demo runs two webservers behind strata, round-robin, and exits 0 on SIGINT', async () => {
     const child = spawn(process.execPath, [CLI, 'demo', '--port', '0', '--admin-port', '0'], { stdio: ['ignore', 'pipe', 'pipe'] })
     let out = ''
