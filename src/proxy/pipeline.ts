@@ -1,7 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { AccessLog } from '../observability/access-log.js'
-import { rejectReason } from './request-guard.js'
 import { appendSetCookie, clientRequestHeaders } from '../core/headers.js'
 import type { TrustProxy } from '../core/trust-proxy.js'
 import { writeChunkedPage, writeStored } from './raw-response.js'
@@ -80,8 +79,8 @@ export class EdgePipeline {
    */
   serveEarly(req: IncomingMessage, res: ServerResponse, log: AccessLog | undefined, fallback: (req: IncomingMessage, res: ServerResponse) => void): boolean {
     if (!this.fastPath) return false
+    // The request guard already ran (EdgeServer): refused requests never get here.
     const start = log === undefined ? 0 : performance.now()
-    if (rejectReason(req) !== undefined) return false
     const method = req.method ?? 'GET'
     const url = req.url ?? '/'
     const headers = req.headers

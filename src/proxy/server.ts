@@ -58,10 +58,24 @@ export class RequestFacts {
  */
 class EdgeServer extends Server {
   readonly #unused = new Set<Socket>()
+  /**
+   * Connections on which a request was refused (400, `Connection: close`). Node still hands over
+   * the requests pipelined behind the refused one; they are never acted on, since where one
+   * request ends is exactly what a smuggling attempt makes ambiguous. The connection closes once
+   * the 400 is written.
+   */
+  readonly #refused = new WeakSet<Socket>()
 
-  constructor(listener: RequestListener) {
+  constructor(listener: RequestListener, refuse: RequestListener) {
     super((req: IncomingMessage, res: ServerResponse) => {
-      this.#unused.delete(req.socket)
+      const socket = req.socket
+      this.#unused.delete(socket)
+      if (this.#refused.has(socket)) return
+      if (rejectReason(req) !== undefined) {
+        this.#refused.add(socket)
+        refuse(req, res)
+        return
+      }
       listener(req, res)
     })
     this.on('connection', (socket: Socket) => {
@@ -106,7 +120,7 @@ export function createProxyServer(opts: ProxyServerOptions): FastifyInstance {
     serverFactory: (handler) => {
       const server = new EdgeServer((req, res) => {
         if (!pipeline.serveEarly(req, res, accessLog, handler)) handler(req, res)
-      })
+      }, handler)
       server.keepAliveTimeout = 72_000
       return server
     },

@@ -27,7 +27,7 @@ export function exchange(port: number, bytes: string | Buffer, deadlineMs = 15_0
     sock.on('close', () => {
       clearTimeout(timer)
       const text = Buffer.concat(chunks).toString('latin1')
-      resolve({ text, statuses: [...text.matchAll(/(?:^|\r\n)HTTP\/1\.1 (\d{3}) /g)].map((m) => Number(m[1])) })
+      resolve({ text, statuses: responseStatuses(text) })
     })
   })
 }
@@ -36,4 +36,44 @@ export function exchange(port: number, bytes: string | Buffer, deadlineMs = 15_0
 export function lastBody(text: string): string {
   const i = text.lastIndexOf('\r\n\r\n')
   return i === -1 ? '' : text.slice(i + 4)
+}
+
+/**
+ * The statuses of the responses in a raw byte stream, read by their framing (1xx and 204/304
+ * without a body, Content-Length, chunked), so a body can never be mistaken for a response.
+ * Stops at anything it cannot frame (a body read until close).
+ */
+export function responseStatuses(text: string): number[] {
+  const out: number[] = []
+  let at = 0
+  while (at < text.length) {
+    const m = /^HTTP\/1\.[01] (\d{3})[^\r\n]*\r\n/.exec(text.slice(at))
+    if (m === null) break
+    const status = Number(m[1])
+    out.push(status)
+    const end = text.indexOf('\r\n\r\n', at)
+    if (end === -1) break
+    const head = text.slice(at, end).toLowerCase()
+    at = end + 4
+    if (status < 200 || status === 204 || status === 304) continue
+    const cl = /\r\ncontent-length: *(\d+)/.exec(head)
+    if (cl !== null) {
+      at += Number(cl[1])
+      continue
+    }
+    if (!/\r\ntransfer-encoding: *chunked/.test(head)) break
+    for (;;) {
+      const lineEnd = text.indexOf('\r\n', at)
+      if (lineEnd === -1) return out
+      const size = parseInt(text.slice(at, lineEnd), 16)
+      at = lineEnd + 2
+      if (!(size > 0)) {
+        const trailerEnd = text.indexOf('\r\n', at)
+        at = trailerEnd === at ? at + 2 : text.indexOf('\r\n\r\n', at) + 4
+        break
+      }
+      at += size + 2
+    }
+  }
+  return out
 }
