@@ -7,7 +7,8 @@ import { parseDuration } from '../core/duration.js'
 import type { ResolvedOptions, Duration } from './options.js'
 import { L1Store } from './l1.js'
 import { RedisTier } from './l2.js'
-import { Bus, type BusMessage } from './bus.js'
+import { busCodec, type BusPayload } from './bus.js'
+import { RedisBus } from '../core/redis-bus.js'
 import { createClients } from '../core/redis.js'
 import { encodeRecord, makeEntry, NO_TAGS, payloadSize, type Entry } from './entry.js'
 import { channelOf, type ViewKeys } from './keys.js'
@@ -63,7 +64,7 @@ export class CacheCore {
   readonly log: Logger
   readonly l1: L1Store | undefined
   readonly l2: RedisTier | undefined
-  readonly bus: Bus | undefined
+  readonly bus: RedisBus<BusPayload> | undefined
   readonly nodeId: string
   readonly #ownsMain: boolean
   readonly #flights = new Map<string, Flight>()
@@ -117,16 +118,20 @@ export class CacheCore {
     })
     this.l2 = l2
     this.bus = opts.bus
-      ? new Bus({
+      ? new RedisBus<BusPayload>({
           channel: channelOf(opts.namespace),
           nodeId: this.nodeId,
+          codec: busCodec,
           publisher: l2,
           subscriber: clients.makeSubscriber(),
           logger: this.log,
+          // Past the queue bound, one clear of the root replaces the queued invalidations.
+          overflow: () => ({ type: 'clear', path: '', keys: [] }),
           onMessage: (m) => this.#apply(m),
           onResync: () => this.l1?.clear(),
         })
       : undefined
+    if (this.bus !== undefined) l2.onAnswer(() => void this.bus?.flush())
   }
 
   // ---- events ---------------------------------------------------------------------------
@@ -408,7 +413,7 @@ export class CacheCore {
       const tagKeys = tags.length === 0 ? NO_TAGS : tags.map((t) => view.tag(t))
       await this.l2.set(view.data(key), encodeRecord(staleAt, deleteAt, tags, payload), ttl + grace, tagKeys)
     }
-    this.bus?.publish('set', view.path, [key])
+    this.bus?.publish({ type: 'set', path: view.path, keys: [key] })
     return entry
   }
 
@@ -425,24 +430,24 @@ export class CacheCore {
     for (const k of keys) checkKey(k)
     for (const k of keys) this.l1?.delete(view.l1(k))
     await this.l2?.delete(keys.map((k) => view.data(k)))
-    this.bus?.publish('delete', view.path, [...keys])
+    this.bus?.publish({ type: 'delete', path: view.path, keys: [...keys] })
   }
 
   async deleteByTag(view: ViewKeys, tags: readonly string[]): Promise<void> {
     const list = checkTags(tags)
     for (const t of list) this.l1?.deleteTag(view.l1Prefix, t)
     if (this.l2 !== undefined) await Promise.all(list.map((t) => this.l2!.deleteTag(view.tag(t))))
-    this.bus?.publish('tag', view.path, [...list])
+    this.bus?.publish({ type: 'tag', path: view.path, keys: [...list] })
   }
 
   async clear(view: ViewKeys): Promise<void> {
     this.l1?.deleteView(view.path)
     await this.l2?.clear(view.pattern)
-    this.bus?.publish('clear', view.path, [])
+    this.bus?.publish({ type: 'clear', path: view.path, keys: [] })
   }
 
   /** Applies another node's change to our L1 only: L2 was already changed by the sender. */
-  #apply(m: BusMessage): void {
+  #apply(m: BusPayload): void {
     const l1 = this.l1
     if (l1 !== undefined) {
       const prefix = m.path === '' ? '' : `\0${m.path}\0`
@@ -473,6 +478,7 @@ export class CacheCore {
       busPublished: this.bus?.published ?? 0,
       busReceived: this.bus?.received ?? 0,
       busQueued: this.bus?.queued ?? 0,
+      busRejected: this.bus?.rejected ?? 0,
       redis: this.l2?.state ?? 'none',
       breaker: this.l2?.breakerState ?? 'closed',
       l1Entries: this.l1?.entries ?? 0,

@@ -51,6 +51,8 @@ export interface DataCacheStats {
   busReceived: number
   /** Invalidations waiting for Redis to come back. */
   busQueued: number
+  /** Messages on the bus channel that failed validation and were dropped. */
+  busRejected: number
   redis: RedisState | 'none'
   breaker: BreakerState
   l1Entries: number
