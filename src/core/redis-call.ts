@@ -59,9 +59,15 @@ export class RedisCall {
     return () => this.#answered.delete(listener)
   }
 
-  /** Tells the listeners Redis is back (e.g. the connection reported ready). */
+  /** Tells the listeners Redis answers again. */
   answered(): void {
     for (const l of this.#answered) l()
+  }
+
+  /** The connection reports it is ready (again): forget past failures and tell the listeners. */
+  recovered(): void {
+    this.#breaker.reset()
+    this.answered()
   }
 
   /** Runs `fn` under the deadline and the breaker; resolves with `fallback` when Redis is unavailable, too slow or fails. */

@@ -61,9 +61,8 @@ export class RedisTier {
     })
     this.#call = new RedisCall({ timeoutMs: opts.timeout, breaker: this.#breaker, logger: this.#log, available: () => client.status === 'ready' })
     client.on('ready', () => {
-      this.#breaker.reset()
       this.#setState(REDIS_STATES.ready)
-      this.#call.answered()
+      this.#call.recovered()
     })
     const down = () => {
       if (this.#state === REDIS_STATES.ready) this.#setState(REDIS_STATES.down)
