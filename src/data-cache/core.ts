@@ -25,6 +25,8 @@ interface Flight {
   l2: Promise<Entry | undefined>
   result: Promise<Entry>
   done: Entry | undefined
+  /** Resolves when the flight passed its hard timeout and was given up. */
+  expired: Promise<void>
 }
 
 const noop = () => {}
@@ -187,8 +189,7 @@ export class CacheCore {
       const soft = durationOr(options?.timeouts?.soft, this.opts.softTimeout, 'timeouts.soft')
       return this.#withStale(f, stale, soft, key, view.namespace) as Promise<T>
     }
-    const hard = durationOr(options?.timeouts?.hard, this.opts.hardTimeout ?? -1, 'timeouts.hard')
-    if (hard < 0) return (await f.result).value as T
+    const hard = durationOr(options?.timeouts?.hard, this.opts.hardTimeout, 'timeouts.hard')
     return this.#withHardTimeout(f, hard, key) as Promise<T>
   }
 
@@ -239,19 +240,49 @@ export class CacheCore {
 
   #startFlight(view: ViewKeys, l1Key: string, key: string, loader: Loader<unknown>, options: GetOrSetOptions | undefined, stale: Entry | undefined): Flight {
     let resolveL2!: (e: Entry | undefined) => void
-    const f: Flight = { stale, l2: new Promise((r) => (resolveL2 = r)), result: undefined as unknown as Promise<Entry>, done: undefined }
+    const f: Flight = { stale, l2: new Promise((r) => (resolveL2 = r)), result: undefined as unknown as Promise<Entry>, done: undefined, expired: undefined as unknown as Promise<void> }
     f.result = this.#fly(f, resolveL2, view, l1Key, key, loader, options)
     this.#flights.set(l1Key, f)
     const end = () => {
       if (this.#flights.get(l1Key) === f) this.#flights.delete(l1Key)
     }
+    // A hung loader must not wedge its key: after the leader's hard timeout the flight leaves the
+    // table (the next call starts a fresh load) and its waiters get stale data or
+    // STRATA_DATA_CACHE_TIMEOUT. The abandoned load may still finish and be cached.
+    const hard = this.#flightHard(options)
+    let expire!: () => void
+    f.expired = new Promise<void>((r) => (expire = r))
+    // hard: 0 means callers never wait, not that every call starts a load: that flight runs on.
+    const timer = hard <= 0 ? undefined : setTimeout(() => {
+      this.log.warn({ key, namespace: view.namespace, hardMs: hard }, 'data-cache loader exceeded the hard timeout; the next call loads again')
+      end()
+      expire()
+    }, hard)
+    timer?.unref()
+    const stop = () => clearTimeout(timer)
     // Both handlers: a rejected result is always observed here, so serving stale while the
     // loader fails never produces an unhandled rejection.
-    f.result.then((e) => {
-      f.done = e
-      end()
-    }, end)
+    f.result.then(
+      (e) => {
+        stop()
+        f.done = e
+        end()
+      },
+      () => {
+        stop()
+        end()
+      },
+    )
     return f
+  }
+
+  /** The hard timeout of a flight: its leader's (an invalid one fails the leader's call in #fly, not here). */
+  #flightHard(options: GetOrSetOptions | undefined): number {
+    try {
+      return durationOr(options?.timeouts?.hard, this.opts.hardTimeout, 'timeouts.hard')
+    } catch {
+      return this.opts.hardTimeout
+    }
   }
 
   async #fly(f: Flight, resolveL2: (e: Entry | undefined) => void, view: ViewKeys, l1Key: string, key: string, loader: Loader<unknown>, options: GetOrSetOptions | undefined): Promise<Entry> {
@@ -373,19 +404,30 @@ export class CacheCore {
           resolve(stale.value)
         },
       )
+      void f.expired.then(() => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        this.#servedStale(key, namespace, 'hard-timeout')
+        resolve(stale.value)
+      })
     })
   }
 
-  #servedStale(key: string, namespace: string, reason: 'soft-timeout' | 'loader-error'): void {
+  #servedStale(key: string, namespace: string, reason: 'soft-timeout' | 'loader-error' | 'hard-timeout'): void {
     this.staleServed++
     this.emit('stale', { key, namespace, reason })
   }
 
   #withHardTimeout(f: Flight, hard: number, key: string): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        reject(new StrataError('STRATA_DATA_CACHE_TIMEOUT', `data-cache loader for "${key}" did not finish within ${hard} ms and no stale value exists`))
-      }, hard)
+      const timeout = () => reject(new StrataError('STRATA_DATA_CACHE_TIMEOUT', `data-cache loader for "${key}" did not finish within ${hard} ms and no stale value exists`))
+      const timer = setTimeout(timeout, hard)
+      // The flight was given up (its leader's hard timeout): nothing more will come from it.
+      void f.expired.then(() => {
+        clearTimeout(timer)
+        timeout()
+      })
       f.result.then(
         (e) => {
           clearTimeout(timer)

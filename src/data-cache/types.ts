@@ -63,7 +63,7 @@ export interface DataCacheStats {
 export interface DataCacheEvents {
   hit: { key: string; namespace: string; tier: Tier }
   miss: { key: string; namespace: string }
-  stale: { key: string; namespace: string; reason: 'soft-timeout' | 'loader-error' }
+  stale: { key: string; namespace: string; reason: 'soft-timeout' | 'loader-error' | 'hard-timeout' }
   'loader:error': { key: string; namespace: string; error: unknown }
   /** A message from another node was applied to this node's L1. */
   'bus:received': { type: BusMessageType; namespace: string; keys: string[] }
