@@ -624,7 +624,7 @@ export class PageCache {
   #busStats(): PageCacheStats['bus'] {
     if (this.#bus === undefined) return { enabled: false, rejected: this.#busRejected }
     const b = this.#bus.stats?.()
-    return { enabled: true, published: b?.published ?? 0, received: b?.received ?? 0, rejected: (b?.rejected ?? 0) + this.#busRejected, queued: b?.queued ?? 0 }
+    return { enabled: true, published: b?.published ?? 0, received: Math.max(0, (b?.received ?? 0) - this.#busRejected), rejected: (b?.rejected ?? 0) + this.#busRejected, queued: b?.queued ?? 0 }
   }
 
   /** Stats including L2's entry and byte counts (one Redis round trip, breaker-protected). */
