@@ -166,11 +166,13 @@ describe('L2 write', () => {
     const { redis } = await redisServer()
     const o = await origin()
     const n = await node({ redis: redis.url }, 'writer')
-    const monitor = await new Redis(redis.url).monitor()
-    cleanups.push(() => monitor.disconnect())
+    const base = new Redis(redis.url)
+    const monitor = await base.monitor()
+    cleanups.push(() => monitor.disconnect(), () => base.disconnect())
     const seen: { args: string[]; source: string }[] = []
     monitor.on('monitor', (_time: string, args: string[], source: string) => seen.push({ args, source }))
     const probe = new Redis(redis.url)
+    probe.on('error', () => {})
     cleanups.push(() => probe.disconnect())
     await get(n, o, '/w')
     const key = 'strata:pc:e:http://example.test/w'
