@@ -2,6 +2,8 @@ import { createHash } from 'node:crypto'
 import type { RedisClient } from '../core/redis.js'
 import { LRUCache } from 'lru-cache'
 import type { Clock } from '../core/clock.js'
+import { CircuitBreaker } from '../core/breaker.js'
+import { RedisCall } from '../core/redis-call.js'
 import type { Logger } from '../observability/logger.js'
 
 /**
@@ -10,7 +12,8 @@ import type { Logger } from '../observability/logger.js'
  * Always an in-memory LRU with TTL (the table `pick` reads synchronously). With a Redis client it
  * is also written through to Redis so every strata node agrees; a node that has not seen a session
  * yet reads Redis on a local miss (`fetch`). Redis is best-effort: a slow or dead Redis turns into
- * a miss after `redisTimeoutMs`, and the request is balanced normally.
+ * a miss after `redisTimeoutMs` (and, once the breaker opens, at once: core/redis-call.ts), and
+ * the request is balanced normally.
  */
 export interface LearnTableOptions {
   readonly ttlMs: number
@@ -35,8 +38,7 @@ export class LearnTable {
   readonly #prefix: string
   readonly #ttlMs: number
   readonly #localTtlMs: number
-  readonly #timeoutMs: number
-  readonly #log: Logger
+  readonly #call: RedisCall | undefined
   /** sid → when its Redis TTL was last extended, so busy sessions refresh at most every ttl/4. */
   readonly #touched: LRUCache<string, number>
   readonly #clock: Clock
@@ -46,8 +48,16 @@ export class LearnTable {
     this.#redis = opts.redis
     this.#clock = opts.clock
     this.#prefix = `${opts.keyPrefix ?? 'strata:learn:'}${cookie}:`
-    this.#timeoutMs = opts.redisTimeoutMs ?? 250
-    this.#log = opts.logger
+    if (this.#redis) {
+      const log = opts.logger.child({ module: 'learn-table' })
+      const breaker = new CircuitBreaker({
+        threshold: 3,
+        duration: 2000,
+        clock: opts.clock,
+        onChange: (state) => log.warn({ breaker: state }, `learn table: redis circuit breaker ${state}`),
+      })
+      this.#call = new RedisCall({ timeoutMs: opts.redisTimeoutMs ?? 250, breaker, logger: log })
+    } else this.#call = undefined
     this.#localTtlMs = this.#redis ? Math.min(LOCAL_TTL_WITH_REDIS_MS, opts.ttlMs) : opts.ttlMs
     const perf = { now: () => opts.clock.now() }
     const max = opts.maxEntries ?? 100_000
@@ -71,7 +81,8 @@ export class LearnTable {
   async fetch(sid: string): Promise<string | undefined> {
     const local = this.#local.get(sid)
     if (local !== undefined || !this.#redis || sid.length > MAX_SID_LENGTH) return local
-    const id = await this.#withTimeout(this.#redis.get(this.#key(sid)))
+    const redis = this.#redis
+    const id = await this.#call!.run('get', () => redis.get(this.#key(sid)), undefined)
     if (typeof id === 'string' && id) {
       this.#local.set(sid, id)
       return id
@@ -89,7 +100,8 @@ export class LearnTable {
     this.#local.set(sid, id)
     if (!this.#redis) return
     this.#touched.set(sid, this.#clock.now())
-    this.#redis.set(this.#key(sid), id, 'PX', this.#ttlMs).catch((err: unknown) => this.#log.warn({ err }, 'learn table: redis SET failed'))
+    const redis = this.#redis
+    void this.#call!.run('set', () => redis.set(this.#key(sid), id, 'PX', this.#ttlMs), undefined)
   }
 
   /**
@@ -102,14 +114,16 @@ export class LearnTable {
     const last = this.#touched.get(sid)
     if (last !== undefined && now - last < this.#ttlMs / 4) return
     this.#touched.set(sid, now)
-    this.#redis.pexpire(this.#key(sid), this.#ttlMs).catch((err: unknown) => this.#log.warn({ err }, 'learn table: redis PEXPIRE failed'))
+    const redis = this.#redis
+    void this.#call!.run('pexpire', () => redis.pexpire(this.#key(sid), this.#ttlMs), undefined)
   }
 
   delete(sid: string): void {
     this.#local.delete(sid)
     this.#touched.delete(sid)
     if (!this.#redis || sid.length > MAX_SID_LENGTH) return
-    this.#redis.del(this.#key(sid)).catch((err: unknown) => this.#log.warn({ err }, 'learn table: redis DEL failed'))
+    const redis = this.#redis
+    void this.#call!.run('del', () => redis.del(this.#key(sid)), undefined)
   }
 
   clear(): void {
@@ -123,27 +137,6 @@ export class LearnTable {
    */
   #key(sid: string): string {
     return this.#prefix + createHash('sha256').update(sid).digest('base64url')
-  }
-
-  #withTimeout<T>(p: Promise<T>): Promise<T | undefined> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => {
-        this.#log.warn({ timeoutMs: this.#timeoutMs }, 'learn table: redis lookup timed out')
-        resolve(undefined)
-      }, this.#timeoutMs)
-      timer.unref()
-      p.then(
-        (v) => {
-          clearTimeout(timer)
-          resolve(v)
-        },
-        (err: unknown) => {
-          clearTimeout(timer)
-          this.#log.warn({ err }, 'learn table: redis lookup failed')
-          resolve(undefined)
-        },
-      )
-    })
   }
 }
 

@@ -7,7 +7,8 @@ import { parseDuration } from '../core/duration.js'
 import type { ResolvedOptions, Duration } from './options.js'
 import { L1Store } from './l1.js'
 import { RedisTier } from './l2.js'
-import { Bus, type BusMessage } from './bus.js'
+import { busCodec, type BusPayload } from './bus.js'
+import { RedisBus } from '../core/redis-bus.js'
 import { createClients } from '../core/redis.js'
 import { encodeRecord, makeEntry, NO_TAGS, payloadSize, type Entry } from './entry.js'
 import { channelOf, type ViewKeys } from './keys.js'
@@ -24,6 +25,8 @@ interface Flight {
   l2: Promise<Entry | undefined>
   result: Promise<Entry>
   done: Entry | undefined
+  /** Resolves when the flight passed its hard timeout and was given up. */
+  expired: Promise<void>
 }
 
 const noop = () => {}
@@ -63,7 +66,7 @@ export class CacheCore {
   readonly log: Logger
   readonly l1: L1Store | undefined
   readonly l2: RedisTier | undefined
-  readonly bus: Bus | undefined
+  readonly bus: RedisBus<BusPayload> | undefined
   readonly nodeId: string
   readonly #ownsMain: boolean
   readonly #flights = new Map<string, Flight>()
@@ -117,16 +120,20 @@ export class CacheCore {
     })
     this.l2 = l2
     this.bus = opts.bus
-      ? new Bus({
+      ? new RedisBus<BusPayload>({
           channel: channelOf(opts.namespace),
           nodeId: this.nodeId,
+          codec: busCodec,
           publisher: l2,
           subscriber: clients.makeSubscriber(),
           logger: this.log,
+          // Past the queue bound, one clear of the root replaces the queued invalidations.
+          overflow: () => ({ type: 'clear', path: '', keys: [] }),
           onMessage: (m) => this.#apply(m),
           onResync: () => this.l1?.clear(),
         })
       : undefined
+    if (this.bus !== undefined) l2.onAnswer(() => void this.bus?.flush())
   }
 
   // ---- events ---------------------------------------------------------------------------
@@ -182,8 +189,7 @@ export class CacheCore {
       const soft = durationOr(options?.timeouts?.soft, this.opts.softTimeout, 'timeouts.soft')
       return this.#withStale(f, stale, soft, key, view.namespace) as Promise<T>
     }
-    const hard = durationOr(options?.timeouts?.hard, this.opts.hardTimeout ?? -1, 'timeouts.hard')
-    if (hard < 0) return (await f.result).value as T
+    const hard = durationOr(options?.timeouts?.hard, this.opts.hardTimeout, 'timeouts.hard')
     return this.#withHardTimeout(f, hard, key) as Promise<T>
   }
 
@@ -234,19 +240,49 @@ export class CacheCore {
 
   #startFlight(view: ViewKeys, l1Key: string, key: string, loader: Loader<unknown>, options: GetOrSetOptions | undefined, stale: Entry | undefined): Flight {
     let resolveL2!: (e: Entry | undefined) => void
-    const f: Flight = { stale, l2: new Promise((r) => (resolveL2 = r)), result: undefined as unknown as Promise<Entry>, done: undefined }
+    const f: Flight = { stale, l2: new Promise((r) => (resolveL2 = r)), result: undefined as unknown as Promise<Entry>, done: undefined, expired: undefined as unknown as Promise<void> }
     f.result = this.#fly(f, resolveL2, view, l1Key, key, loader, options)
     this.#flights.set(l1Key, f)
     const end = () => {
       if (this.#flights.get(l1Key) === f) this.#flights.delete(l1Key)
     }
+    // A hung loader must not wedge its key: after the leader's hard timeout the flight leaves the
+    // table (the next call starts a fresh load) and its waiters get stale data or
+    // STRATA_DATA_CACHE_TIMEOUT. The abandoned load may still finish and be cached.
+    const hard = this.#flightHard(options)
+    let expire!: () => void
+    f.expired = new Promise<void>((r) => (expire = r))
+    // hard: 0 means callers never wait, not that every call starts a load: that flight runs on.
+    const timer = hard <= 0 ? undefined : setTimeout(() => {
+      this.log.warn({ key, namespace: view.namespace, hardMs: hard }, 'data-cache loader exceeded the hard timeout; the next call loads again')
+      end()
+      expire()
+    }, hard)
+    timer?.unref()
+    const stop = () => clearTimeout(timer)
     // Both handlers: a rejected result is always observed here, so serving stale while the
     // loader fails never produces an unhandled rejection.
-    f.result.then((e) => {
-      f.done = e
-      end()
-    }, end)
+    f.result.then(
+      (e) => {
+        stop()
+        f.done = e
+        end()
+      },
+      () => {
+        stop()
+        end()
+      },
+    )
     return f
+  }
+
+  /** The hard timeout of a flight: its leader's (an invalid one fails the leader's call in #fly, not here). */
+  #flightHard(options: GetOrSetOptions | undefined): number {
+    try {
+      return durationOr(options?.timeouts?.hard, this.opts.hardTimeout, 'timeouts.hard')
+    } catch {
+      return this.opts.hardTimeout
+    }
   }
 
   async #fly(f: Flight, resolveL2: (e: Entry | undefined) => void, view: ViewKeys, l1Key: string, key: string, loader: Loader<unknown>, options: GetOrSetOptions | undefined): Promise<Entry> {
@@ -368,19 +404,30 @@ export class CacheCore {
           resolve(stale.value)
         },
       )
+      void f.expired.then(() => {
+        if (settled) return
+        settled = true
+        clearTimeout(timer)
+        this.#servedStale(key, namespace, 'hard-timeout')
+        resolve(stale.value)
+      })
     })
   }
 
-  #servedStale(key: string, namespace: string, reason: 'soft-timeout' | 'loader-error'): void {
+  #servedStale(key: string, namespace: string, reason: 'soft-timeout' | 'loader-error' | 'hard-timeout'): void {
     this.staleServed++
     this.emit('stale', { key, namespace, reason })
   }
 
   #withHardTimeout(f: Flight, hard: number, key: string): Promise<unknown> {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => {
-        reject(new StrataError('STRATA_DATA_CACHE_TIMEOUT', `data-cache loader for "${key}" did not finish within ${hard} ms and no stale value exists`))
-      }, hard)
+      const timeout = () => reject(new StrataError('STRATA_DATA_CACHE_TIMEOUT', `data-cache loader for "${key}" did not finish within ${hard} ms and no stale value exists`))
+      const timer = setTimeout(timeout, hard)
+      // The flight was given up (its leader's hard timeout): nothing more will come from it.
+      void f.expired.then(() => {
+        clearTimeout(timer)
+        timeout()
+      })
       f.result.then(
         (e) => {
           clearTimeout(timer)
@@ -408,7 +455,7 @@ export class CacheCore {
       const tagKeys = tags.length === 0 ? NO_TAGS : tags.map((t) => view.tag(t))
       await this.l2.set(view.data(key), encodeRecord(staleAt, deleteAt, tags, payload), ttl + grace, tagKeys)
     }
-    this.bus?.publish('set', view.path, [key])
+    this.bus?.publish({ type: 'set', path: view.path, keys: [key] })
     return entry
   }
 
@@ -425,24 +472,24 @@ export class CacheCore {
     for (const k of keys) checkKey(k)
     for (const k of keys) this.l1?.delete(view.l1(k))
     await this.l2?.delete(keys.map((k) => view.data(k)))
-    this.bus?.publish('delete', view.path, [...keys])
+    this.bus?.publish({ type: 'delete', path: view.path, keys: [...keys] })
   }
 
   async deleteByTag(view: ViewKeys, tags: readonly string[]): Promise<void> {
     const list = checkTags(tags)
     for (const t of list) this.l1?.deleteTag(view.l1Prefix, t)
     if (this.l2 !== undefined) await Promise.all(list.map((t) => this.l2!.deleteTag(view.tag(t))))
-    this.bus?.publish('tag', view.path, [...list])
+    this.bus?.publish({ type: 'tag', path: view.path, keys: [...list] })
   }
 
   async clear(view: ViewKeys): Promise<void> {
     this.l1?.deleteView(view.path)
     await this.l2?.clear(view.pattern)
-    this.bus?.publish('clear', view.path, [])
+    this.bus?.publish({ type: 'clear', path: view.path, keys: [] })
   }
 
   /** Applies another node's change to our L1 only: L2 was already changed by the sender. */
-  #apply(m: BusMessage): void {
+  #apply(m: BusPayload): void {
     const l1 = this.l1
     if (l1 !== undefined) {
       const prefix = m.path === '' ? '' : `\0${m.path}\0`
@@ -473,6 +520,7 @@ export class CacheCore {
       busPublished: this.bus?.published ?? 0,
       busReceived: this.bus?.received ?? 0,
       busQueued: this.bus?.queued ?? 0,
+      busRejected: this.bus?.rejected ?? 0,
       redis: this.l2?.state ?? 'none',
       breaker: this.l2?.breakerState ?? 'closed',
       l1Entries: this.l1?.entries ?? 0,

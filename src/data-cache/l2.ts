@@ -4,24 +4,11 @@ import { CircuitBreaker, type BreakerState } from '../core/breaker.js'
 import { decodeRecord, type Entry } from './entry.js'
 import type { Serializer } from './serializer.js'
 import { isCluster, type RedisClient } from '../core/redis.js'
+import { RedisCall } from '../core/redis-call.js'
+import { addToTags, popTag } from '../core/tag-index.js'
 
 export const REDIS_STATES = { connecting: 'connecting', ready: 'ready', down: 'down' } as const
 export type RedisState = (typeof REDIS_STATES)[keyof typeof REDIS_STATES]
-
-// One script per tag, touching one key (the tag set), so it is valid on Redis Cluster. The set
-// lives as long as its longest-lived member; PEXPIRE ... GT cannot be used because a set without
-// a TTL counts as "infinite" and would never get one.
-const ADD_TAG = `redis.call('SADD', KEYS[1], ARGV[1])
-local t = redis.call('PTTL', KEYS[1])
-local want = tonumber(ARGV[2])
-if t < want then redis.call('PEXPIRE', KEYS[1], want) end
-return 1`
-
-// Read and delete the tag set atomically: a key tagged between a SMEMBERS and a DEL would
-// otherwise lose its membership and survive the next deleteByTag.
-const POP_TAG = `local m = redis.call('SMEMBERS', KEYS[1])
-redis.call('DEL', KEYS[1])
-return m`
 
 const UNLOCK = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0`
@@ -48,13 +35,14 @@ export interface RedisTierOptions {
 export class RedisTier {
   readonly client: RedisClient
   readonly #breaker: CircuitBreaker
+  readonly #call: RedisCall
   readonly #opts: RedisTierOptions
   readonly #log: Logger
   readonly #cluster: boolean
   #state: RedisState = REDIS_STATES.connecting
   /** Set until the first connection is ready or connectWait passed: early calls wait for it. */
   #startup: Promise<void> | undefined
-  errors = 0
+  #clearErrors = 0
 
   constructor(client: RedisClient, opts: RedisTierOptions) {
     this.client = client
@@ -71,9 +59,10 @@ export class RedisTier {
         opts.onBreaker(state)
       },
     })
+    this.#call = new RedisCall({ timeoutMs: opts.timeout, breaker: this.#breaker, logger: this.#log, available: () => client.status === 'ready' })
     client.on('ready', () => {
-      this.#breaker.reset()
       this.#setState(REDIS_STATES.ready)
+      this.#call.recovered()
     })
     const down = () => {
       if (this.#state === REDIS_STATES.ready) this.#setState(REDIS_STATES.down)
@@ -119,46 +108,24 @@ export class RedisTier {
     return this.client.status === 'ready' && this.#breaker.state !== 'open'
   }
 
-  /**
-   * Runs one Redis interaction under the deadline and the breaker. Resolves with the fallback
-   * when Redis is unavailable, too slow or fails; never rejects.
-   */
-  #call<T, F>(fn: (c: RedisClient) => Promise<T>, fallback: F): Promise<T | F> {
-    if (this.#startup !== undefined) return this.#startup.then(() => this.#call(fn, fallback))
-    if (this.client.status !== 'ready' || !this.#breaker.allow()) return Promise.resolve(fallback)
-    return new Promise<T | F>((resolve) => {
-      let settled = false
-      const timer = setTimeout(() => {
-        settled = true
-        this.#failed(new Error(`redis did not answer within ${this.#opts.timeout} ms`))
-        resolve(fallback)
-      }, this.#opts.timeout)
-      fn(this.client).then(
-        (value) => {
-          if (settled) return
-          clearTimeout(timer)
-          this.#breaker.success()
-          resolve(value)
-        },
-        (err: unknown) => {
-          if (settled) return
-          clearTimeout(timer)
-          this.#failed(err)
-          resolve(fallback)
-        },
-      )
-    })
+  get errors(): number {
+    return this.#call.errors + this.#clearErrors
   }
 
-  #failed(err: unknown): void {
-    this.errors++
-    this.#log.debug({ err }, 'redis command failed')
-    this.#breaker.failure()
+  /** Runs `fn` when the first connection attempt is over, under the deadline and the breaker (core/redis-call.ts). */
+  #run<T, F>(op: string, fn: (c: RedisClient) => Promise<T>, fallback: F): Promise<T | F> {
+    if (this.#startup !== undefined) return this.#startup.then(() => this.#run(op, fn, fallback))
+    return this.#call.run(op, () => fn(this.client), fallback)
+  }
+
+  /** Runs when Redis answers again after failures (reconnect, or a late answer during an outage). */
+  onAnswer(listener: () => void): void {
+    this.#call.onAnswer(listener)
   }
 
   /** One GET; the record carries value and metadata, so this is the whole L2 read. */
   get(rkey: string): Promise<Entry | undefined> {
-    return this.#call((c) => c.getBuffer(rkey), null).then((buf) => {
+    return this.#run('get', (c) => c.getBuffer(rkey), null).then((buf) => {
       if (buf === null) return undefined
       try {
         return decodeRecord(buf, this.#opts.serializer)
@@ -170,23 +137,19 @@ export class RedisTier {
     })
   }
 
-  /** SET with PX, then one ADD_TAG script per tag (each a single-key command). */
+  /** SET with PX (one atomic command), then the key joins its tags in the shared tag index. */
   set(rkey: string, record: Buffer, pttl: number, tagKeys: readonly string[]): Promise<boolean> {
     const ms = Math.max(1, Math.ceil(pttl))
-    return this.#call(async (c) => {
-      if (tagKeys.length === 0) {
-        await c.set(rkey, record, 'PX', ms)
-      } else {
-        // Issued together so they share the socket write; each still targets a single slot.
-        await Promise.all([c.set(rkey, record, 'PX', ms), ...tagKeys.map((tk) => c.eval(ADD_TAG, 1, tk, rkey, ms))])
-      }
+    return this.#run('set', async (c) => {
+      // Issued together so they share the socket write; each still targets a single slot.
+      await Promise.all([c.set(rkey, record, 'PX', ms), addToTags(c, tagKeys, rkey, ms)])
       return true
     }, false)
   }
 
   delete(rkeys: readonly string[]): Promise<boolean> {
     if (rkeys.length === 0) return Promise.resolve(true)
-    return this.#call(async (c) => {
+    return this.#run('delete', async (c) => {
       await this.#unlinkAll(c, rkeys)
       return true
     }, false)
@@ -194,8 +157,8 @@ export class RedisTier {
 
   /** Pops the tag set and unlinks its members; true if Redis was reached. */
   deleteTag(tagKey: string): Promise<boolean> {
-    return this.#call(async (c) => {
-      const members = (await c.eval(POP_TAG, 1, tagKey)) as string[]
+    return this.#run('deleteTag', async (c) => {
+      const members = await popTag(c, tagKey)
       await this.#unlinkAll(c, members)
       return true
     }, false)
@@ -220,24 +183,26 @@ export class RedisTier {
       }
       return true
     } catch (err) {
-      this.#failed(err)
+      this.#clearErrors++
+      this.#log.debug({ err }, 'redis clear failed')
+      this.#breaker.failure()
       return false
     }
   }
 
   /** SET NX PX. `undefined` means Redis could not be asked (the caller proceeds without lock). */
   tryLock(lockKey: string, token: string, ttl: number): Promise<boolean | undefined> {
-    return this.#call((c) => c.set(lockKey, token, 'PX', Math.max(1, ttl), 'NX'), undefined).then((r) =>
+    return this.#run('lock', (c) => c.set(lockKey, token, 'PX', Math.max(1, ttl), 'NX'), undefined).then((r) =>
       r === undefined ? undefined : r === 'OK',
     )
   }
 
   unlock(lockKey: string, token: string): Promise<unknown> {
-    return this.#call((c) => c.eval(UNLOCK, 1, lockKey, token), 0)
+    return this.#run('unlock', (c) => c.eval(UNLOCK, 1, lockKey, token), 0)
   }
 
   publish(channel: string, message: string): Promise<boolean> {
-    return this.#call((c) => c.publish(channel, message).then(() => true), false)
+    return this.#run('publish', (c) => c.publish(channel, message).then(() => true), false)
   }
 
   async #unlinkAll(c: RedisClient, keys: readonly string[]): Promise<void> {

@@ -36,7 +36,10 @@ export interface DataCacheOptions {
   timeouts?: {
     /** With a stale value at hand, wait this long for the loader before serving stale. */
     soft?: Duration
-    /** With nothing to serve, fail with STRATA_DATA_CACHE_TIMEOUT after this long. */
+    /**
+     * A load running longer than this (default 10 s) is given up: callers get the stale value or
+     * STRATA_DATA_CACHE_TIMEOUT, and the next call starts a fresh load.
+     */
     hard?: Duration
   }
   serializer?: SerializerOption
@@ -67,7 +70,7 @@ export interface ResolvedOptions {
   readonly grace: number
   readonly graceBackoff: number
   readonly softTimeout: number
-  readonly hardTimeout: number | undefined
+  readonly hardTimeout: number
   readonly serializer: Serializer
   readonly lock: { readonly enabled: boolean; readonly wait: number; readonly ttl: number; readonly pollInterval: number }
   readonly l2: { readonly timeout: number; readonly breakerThreshold: number; readonly breakerDuration: number; readonly connectWait: number }
@@ -85,6 +88,7 @@ export const DEFAULTS = {
   grace: 0,
   graceBackoff: 10_000,
   softTimeout: 0,
+  hardTimeout: 10_000,
   lockWait: 5_000,
   lockTtl: 10_000,
   lockPollInterval: 25,
@@ -206,7 +210,7 @@ export function resolveOptions(input: DataCacheOptions = {}): ResolvedOptions {
     timeouts = input.timeouts
   }
   const softTimeout = duration(timeouts['soft'], 'timeouts.soft', DEFAULTS.softTimeout)
-  const hardTimeout = timeouts['hard'] === undefined ? undefined : duration(timeouts['hard'], 'timeouts.hard', 0)
+  const hardTimeout = duration(timeouts['hard'], 'timeouts.hard', DEFAULTS.hardTimeout)
 
   let serializer: Serializer
   const s = input.serializer

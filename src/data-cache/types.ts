@@ -51,6 +51,8 @@ export interface DataCacheStats {
   busReceived: number
   /** Invalidations waiting for Redis to come back. */
   busQueued: number
+  /** Messages on the bus channel that failed validation and were dropped. */
+  busRejected: number
   redis: RedisState | 'none'
   breaker: BreakerState
   l1Entries: number
@@ -61,7 +63,7 @@ export interface DataCacheStats {
 export interface DataCacheEvents {
   hit: { key: string; namespace: string; tier: Tier }
   miss: { key: string; namespace: string }
-  stale: { key: string; namespace: string; reason: 'soft-timeout' | 'loader-error' }
+  stale: { key: string; namespace: string; reason: 'soft-timeout' | 'loader-error' | 'hard-timeout' }
   'loader:error': { key: string; namespace: string; error: unknown }
   /** A message from another node was applied to this node's L1. */
   'bus:received': { type: BusMessageType; namespace: string; keys: string[] }

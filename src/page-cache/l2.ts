@@ -1,14 +1,14 @@
 /**
- * The L2 tier as the page cache sees it: a store behind a timeout and a circuit breaker, whose
- * calls never reject. Redis down or slow costs a request at most `timeoutMs`, and once the breaker
- * opens, nothing.
+ * The L2 tier as the page cache sees it: a store behind the shared deadline + breaker wrapper
+ * (core/redis-call.ts), whose calls never reject. Redis down or slow costs a request at most
+ * `redisTimeoutMs`, and once the breaker opens, nothing. A purge that cannot reach L2 waits in an
+ * outage queue and is applied once Redis answers again.
  */
-import type { Logger } from 'pino'
-import { CircuitBreaker, type BreakerState } from '../core/breaker.js'
+import type { BreakerState } from '../core/breaker.js'
+import { OutageQueue } from '../core/outage-queue.js'
+import type { RedisCall } from '../core/redis-call.js'
 import type { PageStore, PurgeOptions, PurgeSelector, StoreStats } from './store.js'
 import type { CacheEntry } from './types.js'
-
-const TIMEOUT = Symbol('timeout')
 
 /** An L2 write carrying surrogate keys, remembered for a while (see `purgeRecentWrites`). */
 interface RecentWrite {
@@ -18,62 +18,64 @@ interface RecentWrite {
   readonly done: Promise<unknown>
 }
 
+interface PendingPurge {
+  readonly selector: PurgeSelector
+  readonly soft: boolean
+}
+
+const FAILED = Symbol('failed')
+/** Purges that scan L2 (patterns, tags, all) get this budget: an operator's purge may take a while. */
+const SCAN_BUDGET_MS = 30_000
+/** Statistics walk every key: their own budget, outside the request-path breaker. */
+const STATS_BUDGET_MS = 5_000
+
 export class L2Tier {
   readonly store: PageStore
-  #breaker: CircuitBreaker
-  #timeoutMs: number
-  #log: Logger
-  errors = 0
+  readonly #call: RedisCall
+  readonly #pending: OutageQueue<PendingPurge>
 
   readonly #recent: RecentWrite[] = []
   #recentHead = 0
   readonly #recentMs: number
   readonly #recentMax: number
+  readonly #now: () => number
 
-  constructor(store: PageStore, opts: { timeoutMs: number; breaker: CircuitBreaker; logger: Logger; recentMs?: number; recentMax?: number }) {
+  constructor(store: PageStore, opts: { call: RedisCall; now: () => number; recentMs?: number; recentMax?: number; retryMs?: number; maxPending?: number }) {
     this.store = store
-    this.#breaker = opts.breaker
-    this.#timeoutMs = opts.timeoutMs
-    this.#log = opts.logger
+    this.#call = opts.call
+    this.#now = opts.now
     this.#recentMs = opts.recentMs ?? 5000
     this.#recentMax = opts.recentMax ?? 10_000
+    this.#pending = new OutageQueue<PendingPurge>({
+      max: opts.maxPending ?? 1000,
+      retryMs: opts.retryMs ?? 500,
+      // Past the bound, one purge of everything replaces the queued ones: nothing stale survives.
+      overflow: () => ({ selector: { kind: 'all' }, soft: false }),
+      send: (p) => this.#purgeOnce(p.selector, p.soft).then((n) => n !== FAILED),
+    })
+    opts.call.onAnswer(() => void this.#pending.flush())
   }
 
   get breakerState(): BreakerState {
-    return this.#breaker.state
+    return this.#call.breakerState
   }
 
-  async #call<T>(op: string, fn: () => T | Promise<T>, fallback: T, timeoutMs = this.#timeoutMs): Promise<T> {
-    if (!this.#breaker.allow()) return fallback
-    let timer: NodeJS.Timeout | undefined
-    try {
-      const res = await Promise.race([
-        Promise.resolve().then(fn),
-        new Promise<typeof TIMEOUT>((resolve) => {
-          timer = setTimeout(() => resolve(TIMEOUT), timeoutMs)
-          timer.unref()
-        }),
-      ])
-      if (res === TIMEOUT) throw new Error(`L2 ${op} timed out after ${timeoutMs} ms`)
-      this.#breaker.success()
-      return res
-    } catch (err) {
-      this.errors++
-      this.#breaker.failure()
-      this.#log.warn({ err, op, breaker: this.#breaker.state }, 'L2 call failed; continuing without it')
-      return fallback
-    } finally {
-      if (timer) clearTimeout(timer)
-    }
+  get errors(): number {
+    return this.#call.errors
+  }
+
+  /** Purges waiting for Redis to answer again. */
+  get pendingPurges(): number {
+    return this.#pending.size
   }
 
   get(key: string): Promise<readonly CacheEntry[] | undefined> {
-    return this.#call('get', () => this.store.get(key), undefined)
+    return this.#call.run('get', () => this.store.get(key), undefined)
   }
 
   /** Fire and forget: the request never waits for L2 writes. */
   set(entry: CacheEntry, now: number): void {
-    const done = this.#call('set', () => this.store.set(entry), undefined)
+    const done = this.#call.run('set', () => this.store.set(entry), undefined)
     if (entry.tags.length === 0) return
     this.#prune(now)
     if (this.#recent.length - this.#recentHead >= this.#recentMax) this.#recentHead++
@@ -107,15 +109,39 @@ export class L2Tier {
   }
 
   delete(key: string): Promise<number> {
-    return this.#call('delete', () => this.store.delete(key), 0)
+    return this.#call.run('delete', () => this.store.delete(key), 0)
   }
 
-  /** Purges scan L2, so they get a longer budget than a lookup. */
-  purge(selector: PurgeSelector, opts: PurgeOptions): Promise<number> {
-    return this.#call('purge', () => this.store.purge(selector, opts), 0, Math.max(30_000, this.#timeoutMs))
+  /**
+   * Purges by exact keys (what an unsafe request invalidates) are bounded by the request budget;
+   * purges that scan get longer. Either way an open breaker answers at once. A purge that failed
+   * or ran out of time is queued and applied again once Redis answers (purging twice is harmless).
+   * Answers how many entries were affected, 0 when the purge was queued.
+   */
+  async purge(selector: PurgeSelector, opts: PurgeOptions): Promise<number> {
+    // Queued purges go first, so a replay never undoes nothing newer than itself out of order.
+    if (!this.#pending.empty) {
+      this.#pending.push({ selector, soft: opts.soft })
+      void this.#pending.flush()
+      return 0
+    }
+    const n = await this.#purgeOnce(selector, opts.soft)
+    if (n !== FAILED) return n
+    this.#pending.push({ selector, soft: opts.soft })
+    return 0
   }
 
+  #purgeOnce(selector: PurgeSelector, soft: boolean): Promise<number | typeof FAILED> {
+    const timeoutMs = selector.kind === 'keys' ? this.#call.timeoutMs : Math.max(SCAN_BUDGET_MS, this.#call.timeoutMs)
+    return this.#call.run('purge', () => this.store.purge(selector, { soft, now: this.#now() }), FAILED, { timeoutMs })
+  }
+
+  /** Statistics are not on the request path: they neither trip nor probe the breaker. */
   async stats(): Promise<StoreStats> {
-    return this.#call('stats', () => this.store.stats(), { entries: 0, bytes: 0 })
+    return this.#call.run('stats', () => this.store.stats(), { entries: 0, bytes: 0 }, { breaker: false, timeoutMs: Math.max(STATS_BUDGET_MS, this.#call.timeoutMs) })
+  }
+
+  close(): void {
+    this.#pending.close()
   }
 }

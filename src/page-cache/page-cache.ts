@@ -13,6 +13,7 @@ import { systemClock, type Clock } from '../core/clock.js'
 import { headerList, headerValue } from '../core/headers.js'
 import { silentLogger, type Logger } from '../observability/logger.js'
 import { CircuitBreaker } from '../core/breaker.js'
+import { RedisCall } from '../core/redis-call.js'
 import type { InvalidationBus } from './bus.js'
 import { Flights, type FlightOutcome } from './coalesce.js'
 import { createEntry } from './entry.js'
@@ -76,6 +77,8 @@ export class PageCache {
   #hitForPass: LRUCache<string, number>
   #keepMs: number
   #ready: Promise<void>
+  /** Bus messages this node refused (an invalid purge command), besides those the bus itself refused. */
+  #busRejected = 0
   #s = { hits: 0, misses: 0, staleHits: 0, revalidated: 0, coalescedWaits: 0, passes: 0, l1Hits: 0, l2Hits: 0, l2Misses: 0 }
 
   constructor(opts: PageCacheOptions) {
@@ -89,27 +92,32 @@ export class PageCache {
     this.#keepMs = (opts.keepSeconds ?? 300) * 1000
     this.nodeId = opts.nodeId ?? randomUUID()
     const breaker = new CircuitBreaker({ threshold: opts.breaker?.failureThreshold ?? 3, duration: opts.breaker?.cooldownMs ?? 2000, clock: this.#clock })
+    // One deadline + breaker for every Redis call of this cache: L2 reads, writes, purges, bus publishes.
+    const call = new RedisCall({ timeoutMs: opts.config.redisTimeoutMs, breaker, logger: this.#log })
+    const l2Tier = (store: PageStore) => new L2Tier(store, { call, now: () => this.#clock.now() })
     let l2 = opts.l2
     let bus = opts.bus
     if ((l2 === undefined || bus === undefined) && opts.config.redis !== null) {
       // Lazy import keeps ioredis out of processes that run without Redis.
-      this.#ready = import('./redis-store.js').then(({ RedisStore, RedisBus }) => {
+      this.#ready = import('./redis-store.js').then(({ RedisStore, createRedisBus }) => {
         const redisOpts = { redis: opts.config.redis!, timeoutMs: opts.config.redisTimeoutMs, clock: this.#clock, logger: this.#log }
         const waits: Promise<void>[] = []
+        let store: InstanceType<typeof RedisStore> | undefined
         if (l2 === undefined) {
-          const store = new RedisStore(redisOpts)
+          store = new RedisStore(redisOpts)
+          store.client.on('ready', () => call.recovered())
           this.#ownsL2 = true
-          this.#l2 = new L2Tier(store, { timeoutMs: opts.config.redisTimeoutMs, breaker, logger: this.#log })
+          this.#l2 = l2Tier(store)
           waits.push(store.ready())
         }
         if (bus === undefined) {
-          this.#bus = new RedisBus(redisOpts)
+          this.#bus = createRedisBus({ ...redisOpts, nodeId: this.nodeId, call, ...(store !== undefined ? { publisherClient: store.client } : {}) })
           waits.push(this.#subscribe())
         }
         return Promise.all(waits).then(() => undefined)
       })
     } else this.#ready = Promise.resolve()
-    if (l2 !== undefined) this.#l2 = new L2Tier(l2, { timeoutMs: opts.config.redisTimeoutMs, breaker, logger: this.#log })
+    if (l2 !== undefined) this.#l2 = l2Tier(l2)
     if (bus !== undefined) {
       this.#bus = bus
       this.#ready = this.#ready.then(() => this.#subscribe())
@@ -122,20 +130,31 @@ export class PageCache {
   }
 
   async #subscribe(): Promise<void> {
-    await this.#bus!.subscribe((msg) => {
-      if (msg.node === this.nodeId) return
-      // Another node purged: drop the entries from this node's L1 only (it handled L2 once), and
-      // any of this node's own L2 writes that the purge may have raced.
-      let compiled: ReturnType<typeof compilePurge>
-      try {
-        compiled = compilePurge(msg.purge, this.#key)
-      } catch (err) {
-        this.#log.warn({ err }, 'ignoring an invalid bus invalidation')
-        return
-      }
-      this.#purgeLocal(msg.purge, compiled).catch((err) => this.#log.warn({ err }, 'applying a bus invalidation failed'))
-      this.#purgeRecentL2(compiled)
-    })
+    await this.#bus!.subscribe(
+      (msg) => {
+        // Trust nothing from Redis: a message that is not a valid purge is counted and dropped.
+        if (typeof msg !== 'object' || msg === null || typeof msg.node !== 'string') {
+          this.#busRejected++
+          this.#log.warn('ignoring a malformed bus message')
+          return
+        }
+        if (msg.node === this.nodeId) return
+        // Another node purged: drop the entries from this node's L1 only (it handled L2 once), and
+        // any of this node's own L2 writes that the purge may have raced.
+        let compiled: ReturnType<typeof compilePurge>
+        try {
+          compiled = compilePurge(msg.purge, this.#key)
+        } catch (err) {
+          this.#busRejected++
+          this.#log.warn({ err }, 'ignoring an invalid bus invalidation')
+          return
+        }
+        this.#purgeLocal(msg.purge, compiled).catch((err) => this.#log.warn({ err }, 'applying a bus invalidation failed'))
+        this.#purgeRecentL2(compiled)
+      },
+      // The subscription had a gap: invalidations may have been missed, so L1 cannot be trusted.
+      () => void this.#purgeLocal({ all: true }).catch((err) => this.#log.warn({ err }, 'dropping L1 after a bus gap failed')),
+    )
   }
 
   /** The primary cache key for a request (exported behaviour for ESI and the proxy). */
@@ -548,10 +567,18 @@ export class PageCache {
     let l2 = 0
     if (this.#l2 !== undefined) for (const s of compiled.selectors) l2 += await this.#l2.purge(s, { soft: compiled.soft, now })
     this.#purgeRecentL2(compiled)
-    if (this.#bus !== undefined) {
-      await this.#bus.publish({ node: this.nodeId, purge: cmd as PurgeCommand }).catch((err: unknown) => this.#log.warn({ err }, 'publishing an invalidation failed'))
-    }
+    // Never waits for Redis: the bus queues what it cannot send yet.
+    if (this.#bus !== undefined) this.#publish(cmd as PurgeCommand)
     return { purged: Math.max(l1, l2), l1, l2 }
+  }
+
+  #publish(purge: PurgeCommand): void {
+    try {
+      const p = this.#bus!.publish({ node: this.nodeId, purge })
+      if (p !== undefined) p.catch((err: unknown) => this.#log.warn({ err }, 'publishing an invalidation failed'))
+    } catch (err) {
+      this.#log.warn({ err }, 'publishing an invalidation failed')
+    }
   }
 
   /** See L2Tier.purgeRecentWrites: a tag purge re-applies to this node's recent L2 writes. */
@@ -589,8 +616,15 @@ export class PageCache {
       l1: { hits: s.l1Hits, misses: s.hits + s.staleHits + s.misses - s.l1Hits, entries: l1.entries, bytes: l1.bytes },
       l2: this.#l2 === undefined
         ? { enabled: false }
-        : { enabled: true, hits: s.l2Hits, misses: s.l2Misses, entries: 0, bytes: 0, breaker: this.#l2.breakerState, errors: this.#l2.errors },
+        : { enabled: true, hits: s.l2Hits, misses: s.l2Misses, entries: 0, bytes: 0, breaker: this.#l2.breakerState, errors: this.#l2.errors, pendingPurges: this.#l2.pendingPurges },
+      bus: this.#busStats(),
     }
+  }
+
+  #busStats(): PageCacheStats['bus'] {
+    if (this.#bus === undefined) return { enabled: false, rejected: this.#busRejected }
+    const b = this.#bus.stats?.()
+    return { enabled: true, published: b?.published ?? 0, received: Math.max(0, (b?.received ?? 0) - this.#busRejected), rejected: (b?.rejected ?? 0) + this.#busRejected, queued: b?.queued ?? 0 }
   }
 
   /** Stats including L2's entry and byte counts (one Redis round trip, breaker-protected). */
@@ -612,6 +646,7 @@ export class PageCache {
   async close(): Promise<void> {
     await this.#ready.catch(() => undefined)
     await this.#bus?.close()
+    this.#l2?.close()
     if (this.#ownsL2) await this.#l2?.store.close()
     await this.#l1.close()
   }

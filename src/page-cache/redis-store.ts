@@ -3,8 +3,10 @@
  * bus. Layout (all under the `strata:pc:` prefix):
  *   e:<primary key>  hash, field = Vary variant, value = msgpack(entry) — bodies are binary-safe
  *   t:<tag>          set of primary keys carrying the surrogate key
- *   invalidate       pub/sub channel of BusMessage JSON
+ *   invalidate       pub/sub channel of the invalidation bus (bus.ts)
  * Keys expire with their longest-lived variant; each variant's own deleteAt is checked on read.
+ * A variant is written and its key's TTL extended in one script, so no crash or timeout between
+ * two round trips can leave an entry without a TTL.
  */
 import { Packr } from 'msgpackr'
 import type { Logger } from 'pino'
@@ -12,8 +14,12 @@ import type { RedisOption } from '../config/schema.js'
 import { systemClock, type Clock } from '../core/clock.js'
 import type { Redis } from 'ioredis'
 import { createRedisClient as connect, isCluster, isRedisClient, type RedisClient } from '../core/redis.js'
+import type { RedisCall } from '../core/redis-call.js'
+import { RedisBus } from '../core/redis-bus.js'
+import { addToTags, popTag, tagMembers } from '../core/tag-index.js'
 import { silentLogger } from '../observability/logger.js'
-import type { BusMessage, InvalidationBus } from './bus.js'
+import { purgeCodec, RedisInvalidationBus } from './bus.js'
+import type { PurgeCommand } from './types.js'
 import { selectsEntry, soften, type PageStore, type PurgeOptions, type PurgeSelector, type StoreStats } from './store.js'
 import type { CacheEntry } from './types.js'
 
@@ -35,10 +41,11 @@ export interface RedisStoreOptions {
   logger?: Logger
 }
 
-/** Sets a key's TTL to ARGV[1] ms unless it already lives longer. */
-const PEXPIRE_MAX = `local t = redis.call('PTTL', KEYS[1])
-if t >= 0 and t >= tonumber(ARGV[1]) then return 0 end
-return redis.call('PEXPIRE', KEYS[1], ARGV[1])`
+/** Writes variant ARGV[1] = ARGV[2] and sets the key's TTL to ARGV[3] ms unless it already lives longer. */
+const SET_VARIANT = `redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+local t = redis.call('PTTL', KEYS[1])
+if t >= 0 and t >= tonumber(ARGV[3]) then return 0 end
+return redis.call('PEXPIRE', KEYS[1], ARGV[3])`
 
 const packr = new Packr({ useRecords: false })
 
@@ -82,7 +89,7 @@ export class RedisStore implements PageStore {
     this.#clock = opts.clock ?? systemClock
     this.#log = opts.logger ?? silentLogger
     this.client.on('error', (err: Error) => this.#log.debug({ err }, 'redis (L2) connection error'))
-    this.client.defineCommand('strataPexpireMax', { numberOfKeys: 1, lua: PEXPIRE_MAX })
+    this.client.defineCommand('strataSetVariant', { numberOfKeys: 1, lua: SET_VARIANT })
   }
 
   /** Resolves when connected, or after `ms` (a store that is not ready yet simply fails fast). */
@@ -90,8 +97,9 @@ export class RedisStore implements PageStore {
     return waitReady(this.client, ms)
   }
 
-  #pexpireMax(key: string, ms: number): Promise<unknown> {
-    return (this.client as unknown as { strataPexpireMax(k: string, ms: number): Promise<unknown> }).strataPexpireMax(key, Math.max(1, Math.ceil(ms)))
+  #setVariant(key: string, variant: string, value: Buffer, ms: number): Promise<unknown> {
+    const c = this.client as unknown as { strataSetVariant(k: string, f: string, v: Buffer, ms: number): Promise<unknown> }
+    return c.strataSetVariant(key, variant, value, Math.max(1, Math.ceil(ms)))
   }
 
   async get(key: string): Promise<readonly CacheEntry[] | undefined> {
@@ -108,11 +116,11 @@ export class RedisStore implements PageStore {
   async set(entry: CacheEntry): Promise<void> {
     const ttl = entry.deleteAt - this.#clock.now()
     if (ttl <= 0) return
-    const k = ENTRY + entry.key
-    await this.client.hset(k, entry.variant, encodeEntry(entry))
-    const ops: Promise<unknown>[] = [this.#pexpireMax(k, ttl)]
-    for (const t of entry.tags) ops.push(this.client.sadd(TAG + t, entry.key).then(() => this.#pexpireMax(TAG + t, ttl)))
-    await Promise.all(ops)
+    // The entry first, then its tags (core/tag-index.ts): issued together, one slot each.
+    await Promise.all([
+      this.#setVariant(ENTRY + entry.key, entry.variant, encodeEntry(entry), ttl),
+      addToTags(this.client, entry.tags.map((t) => TAG + t), entry.key, ttl),
+    ])
   }
 
   async delete(key: string): Promise<number> {
@@ -131,9 +139,9 @@ export class RedisStore implements PageStore {
       case 'tags': {
         let n = 0
         for (const t of selector.tags) {
-          const keys = await this.client.smembers(TAG + t)
+          // A hard purge pops the index atomically: a key tagged meanwhile keeps its membership.
+          const keys = opts.soft ? await tagMembers(this.client, TAG + t) : await popTag(this.client, TAG + t)
           for (const k of keys) n += await this.#apply(k, selector, opts)
-          if (!opts.soft) await this.client.del(TAG + t)
         }
         return n
       }
@@ -198,46 +206,40 @@ export class RedisStore implements PageStore {
   }
 }
 
-export class RedisBus implements InvalidationBus {
-  #pub: Client
-  #sub: Client
-  #log: Logger
-  #handlers: ((msg: BusMessage) => void)[] = []
-
-  constructor(opts: RedisStoreOptions) {
-    if (isRedisClient(opts.redis)) throw new TypeError('RedisBus needs connection options, not a client')
-    this.#log = opts.logger ?? silentLogger
-    this.#pub = createRedisClient(opts.redis, opts.timeoutMs)
-    this.#sub = createRedisClient(opts.redis, opts.timeoutMs, true)
-    for (const c of [this.#pub, this.#sub]) c.on('error', (err: Error) => this.#log.debug({ err }, 'redis (bus) connection error'))
-    this.#sub.on('message', (channel: string, message: string) => {
-      if (channel !== BUS_CHANNEL) return
-      let msg: BusMessage
-      try {
-        msg = JSON.parse(message) as BusMessage
-      } catch {
-        this.#log.warn('ignoring a malformed invalidation message')
-        return
-      }
-      for (const h of this.#handlers) h(msg)
-    })
-  }
-
-  async publish(msg: BusMessage): Promise<void> {
-    await this.#pub.publish(BUS_CHANNEL, JSON.stringify(msg))
-  }
-
-  async subscribe(handler: (msg: BusMessage) => void): Promise<void> {
-    this.#handlers.push(handler)
-    if (this.#handlers.length === 1) {
-      // Do not hold startup hostage to Redis: subscribe in the background if it is slow.
-      const sub = this.#sub.subscribe(BUS_CHANNEL).catch((err: unknown) => this.#log.warn({ err }, 'bus subscribe failed'))
-      await Promise.race([sub, new Promise((r) => setTimeout(r, 3000).unref())])
-    }
-  }
-
-  async close(): Promise<void> {
-    this.#sub.disconnect()
-    this.#pub.disconnect()
-  }
+/**
+ * The invalidation bus over Redis: publishes go out on `publisherClient` under `call` (deadline +
+ * breaker, queued during an outage); a dedicated connection subscribes.
+ */
+export function createRedisBus(opts: {
+  redis: NonNullable<RedisOption>
+  timeoutMs: number
+  nodeId: string
+  call: RedisCall
+  logger: Logger
+  /** A command connection to publish on; one is created (and closed with the bus) when absent. */
+  publisherClient?: Client
+}): RedisInvalidationBus {
+  const own = opts.publisherClient === undefined
+  const pub = opts.publisherClient ?? createRedisClient(opts.redis, opts.timeoutMs)
+  if (own) pub.on('error', (err: Error) => opts.logger.debug({ err }, 'redis (bus publisher) connection error'))
+  const sub = createRedisClient(opts.redis, opts.timeoutMs, true)
+  const bus = new RedisInvalidationBus(
+    (hooks) =>
+      new RedisBus<PurgeCommand>({
+        channel: BUS_CHANNEL,
+        nodeId: opts.nodeId,
+        codec: purgeCodec,
+        publisher: { publish: (channel, message) => opts.call.run('publish', () => pub.publish(channel, message).then(() => true), false) },
+        subscriber: sub,
+        logger: opts.logger,
+        // Past the queue bound, one purge of everything replaces the queued invalidations.
+        overflow: () => ({ all: true }),
+        ...hooks,
+      }),
+    async () => {
+      if (own) pub.disconnect()
+    },
+  )
+  opts.call.onAnswer(() => void bus.flush())
+  return bus
 }

@@ -114,5 +114,7 @@ export interface PageCacheStats {
   entries: number
   bytes: number
   l1: TierStats
-  l2: (TierStats & { enabled: true; breaker: 'closed' | 'open' | 'half-open'; errors: number }) | { enabled: false }
+  l2: (TierStats & { enabled: true; breaker: 'closed' | 'open' | 'half-open'; errors: number; pendingPurges: number }) | { enabled: false }
+  /** The invalidation bus; `rejected` counts messages dropped as malformed or invalid. */
+  bus: { enabled: true; published: number; received: number; rejected: number; queued: number } | { enabled: false; rejected: number }
 }

@@ -76,7 +76,7 @@ describe('options: defaults and resolution', () => {
       defaultTtl: 600_000,
       grace: 3_600_000,
       softTimeout: 250,
-      hardTimeout: undefined,
+      hardTimeout: 10_000,
       bus: false,
       lock: { enabled: false, wait: 5000, ttl: 10_000, pollInterval: 25 },
       l2: { timeout: 500, breakerThreshold: 3, breakerDuration: 5000 },

@@ -103,6 +103,21 @@ export async function startRedis(extraArgs: string[] = []): Promise<RedisServer>
   }
 }
 
+/**
+ * `CLIENT PAUSE ms` on the server (every client's commands wait, as on a stalled Redis), sent on a
+ * connection of its own. Resolves with `Date.now()` once Redis acknowledged the pause.
+ */
+export async function pauseRedis(server: Pick<RedisServer, 'url'>, ms: number): Promise<number> {
+  const c = new Redis(server.url, { retryStrategy: () => null })
+  c.on('error', () => {})
+  try {
+    await c.call('CLIENT', 'PAUSE', String(ms))
+    return Date.now()
+  } finally {
+    c.disconnect()
+  }
+}
+
 /** A real Redis Cluster of `masters` redis-server processes (no replicas), created with redis-cli. */
 export interface RedisCluster {
   readonly nodes: readonly RedisServer[]
