@@ -8,7 +8,7 @@ import { createGunzip } from 'node:zlib'
 import type { Readable } from 'node:stream'
 import { LRUCache } from 'lru-cache'
 import type { CacheConfig } from '../config/schema.js'
-import { discardBody } from '../core/streams.js'
+import { discardBody, through } from '../core/streams.js'
 import { systemClock, type Clock } from '../core/clock.js'
 import { headerList, headerValue } from '../core/headers.js'
 import { silentLogger, type Logger } from '../observability/logger.js'
@@ -443,7 +443,7 @@ export class PageCache {
     if (enc !== 'gzip' || acceptsEncoding(headerList(req.headers, 'accept-encoding'), 'gzip')) return body
     delete headers['content-encoding']
     delete headers['content-length']
-    return body === null ? null : body.pipe(createGunzip())
+    return body === null ? null : through(body, createGunzip())
   }
 
   /** RFC 9111 §4.3.4: a 304 freshens the stored response's headers and freshness. */

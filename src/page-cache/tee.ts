@@ -7,6 +7,8 @@
  */
 import { PassThrough, type Readable } from 'node:stream'
 
+const ignore = () => {}
+
 export class BodyTee {
   /** Resolves with the whole body when it was kept, null when storing was given up. */
   readonly stored: Promise<Buffer | null>
@@ -82,6 +84,11 @@ export class BodyTee {
   #attach(): PassThrough {
     const c = new PassThrough()
     this.#client = c
+    // The origin's failure is passed on by destroying this stream with its error. Its reader (a
+    // pipeline, fastify, a `for await`) sees that error through its own listener; until a reader
+    // is attached, or if none ever is, the tee owns it: an 'error' event with no listener would
+    // end the process.
+    c.on('error', ignore)
     c.on('drain', () => this.#src.resume())
     c.once('close', () => {
       if (this.#ended) return
