@@ -12,6 +12,8 @@ const ignore = () => {}
 export class BodyTee {
   /** Resolves with the whole body when it was kept, null when storing was given up. */
   readonly stored: Promise<Buffer | null>
+  /** Storing was given up because the origin's body failed (not because it was too big). */
+  failed = false
   #src: Readable
   #max: number
   #chunks: Buffer[] = []
@@ -39,16 +41,21 @@ export class BodyTee {
       this.#client?.end()
     })
     src.once('error', (err) => {
-      this.#finish(null)
+      this.#fail()
       this.#client?.destroy(err)
     })
     src.once('close', () => {
       // Closed without 'end': the origin went away mid-body.
       if (!this.#ended) {
-        this.#finish(null)
+        this.#fail()
         this.#client?.destroy(new Error('origin body closed before its end'))
       }
     })
+  }
+
+  #fail(): void {
+    if (this.#storing) this.failed = true
+    this.#finish(null)
   }
 
   #finish(body: Buffer | null): void {
