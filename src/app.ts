@@ -97,6 +97,7 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     close() {
       closing ??= (async () => {
         let timer: NodeJS.Timeout | undefined
+        const started = performance.now()
         const deadline = new Promise<boolean>((resolve) => {
           timer = setTimeout(() => resolve(false), config.timeouts.shutdownMs)
         })
@@ -118,7 +119,10 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
         }
         await balancer.close()
         await cache.close()
-        await pools.close(!clean)
+        // Upstream requests still running have no client left to answer (it went away, or it was
+        // a background refresh): they get what remains of shutdownMs, then are aborted, so an
+        // upstream that never answers cannot hold the shutdown up to its response timeout.
+        await pools.close(clean ? Math.max(0, config.timeouts.shutdownMs - (performance.now() - started)) : 0)
         if (learnRedis) await learnRedis.quit().catch(() => learnRedis.disconnect())
       })()
       return closing

@@ -1,4 +1,4 @@
-import type { Readable } from 'node:stream'
+import { pipeline, type Duplex, type Readable } from 'node:stream'
 
 const ignore = () => {}
 
@@ -9,4 +9,17 @@ const ignore = () => {}
 export function discardBody(body: Readable): void {
   body.on('error', ignore)
   body.destroy()
+}
+
+/**
+ * `src` through `transform` (gunzip, gzip), answering the transform's readable side. Unlike
+ * `.pipe()`, which forwards no errors, `stream.pipeline` owns the errors of both streams: an origin
+ * that fails mid-body destroys the transform with its error, which whoever reads the returned
+ * stream sees (fastify cuts the response, a `for await` throws), instead of an 'error' event
+ * with no listener ending the process; a reader that stops early destroys the source in turn.
+ */
+export function through<T extends Duplex>(src: Readable, transform: T): T {
+  // The callback's error is the one the returned stream is destroyed with: its reader handles it.
+  pipeline(src, transform, ignore)
+  return transform
 }

@@ -7,8 +7,12 @@ import type { CacheEntry } from './types.js'
 export interface FlightOutcome {
   /** The stored entry, when the response turned out cacheable and was stored. */
   entry?: CacheEntry
-  /** The fetch failed (rejected or 5xx), so waiters may fall back to stale-if-error. */
-  error?: boolean
+  /**
+   * The fetch failed (rejected, a 5xx, or a body cut short): waiters fall back to stale-if-error,
+   * or are handed this error. Never refetched by each waiter: the origin just failed, and N
+   * waiters going to it at once is the stampede coalescing is there to prevent.
+   */
+  error?: Error
 }
 
 interface Flight {

@@ -8,12 +8,13 @@ import { createGunzip } from 'node:zlib'
 import type { Readable } from 'node:stream'
 import { LRUCache } from 'lru-cache'
 import type { CacheConfig } from '../config/schema.js'
-import { discardBody } from '../core/streams.js'
+import { discardBody, through } from '../core/streams.js'
 import { systemClock, type Clock } from '../core/clock.js'
 import { headerList, headerValue } from '../core/headers.js'
 import { silentLogger, type Logger } from '../observability/logger.js'
 import { CircuitBreaker } from '../core/breaker.js'
 import { RedisCall } from '../core/redis-call.js'
+import { StrataError } from '../core/errors.js'
 import type { InvalidationBus } from './bus.js'
 import { Flights, type FlightOutcome } from './coalesce.js'
 import { createEntry } from './entry.js'
@@ -329,9 +330,14 @@ export class PageCache {
           this.#s.misses++
           return deliver(entry, req, 'MISS', t, `fwd=${fwd}; collapsed`)
         }
-        if (outcome.error && this.#canServeStaleIfError(stale, t)) {
-          this.#s.staleHits++
-          return deliver(stale, req, 'STALE', t, `fwd=${fwd}; collapsed; detail=stale-if-error`)
+        if (outcome.error !== undefined) {
+          if (this.#canServeStaleIfError(stale, t)) {
+            this.#s.staleHits++
+            return deliver(stale, req, 'STALE', t, `fwd=${fwd}; collapsed; detail=stale-if-error`)
+          }
+          // The leader's fetch failed: its error, to every waiter at once, rather than every
+          // waiter to the failing origin at once.
+          throw outcome.error
         }
         // Uncacheable or another variant: this request fetches on its own, without coalescing.
         return this.#lead(key, req, fetchOrigin, stale, fwd, 'solo')
@@ -370,7 +376,7 @@ export class PageCache {
     try {
       res = await fetchOrigin(fill, validating ? extra : undefined)
     } catch (err) {
-      done({ error: true })
+      done({ error: err instanceof Error ? err : new StrataError('STRATA_UPSTREAM_RESPONSE', String(err)) })
       const now = this.#clock.now()
       if (this.#canServeStaleIfError(stale, now)) {
         this.#s.staleHits++
@@ -383,7 +389,7 @@ export class PageCache {
     const status = res.statusCode
     if (status >= 500 && this.#canServeStaleIfError(stale, responseTime)) {
       res.body.resume()
-      done({ error: true })
+      done({ error: upstreamFailed(status) })
       this.#s.staleHits++
       return deliver(stale, req, 'STALE', responseTime, `fwd=${fwd}; fwd-status=${status}; detail=stale-if-error`)
     }
@@ -410,7 +416,7 @@ export class PageCache {
         // A 5xx is transient: no hit-for-pass, the next request may be cacheable.
         this.#hitForPass.set(key, responseTime + cfg.hitForPass * 1000)
       }
-      done({ error: status >= 500 })
+      done(status >= 500 ? { error: upstreamFailed(status) } : {})
       this.#s.misses++
       clientHeaders['x-cache'] = 'MISS'
       clientHeaders['cache-status'] = cacheStatusValue(`fwd=${fwd}; fwd-status=${status}; detail=${decision.reason ?? 'uncacheable'}`)
@@ -428,7 +434,7 @@ export class PageCache {
     const tee = new BodyTee(res.body, cfg.maxObjectBytes, !wantsWhole)
     const stored = tee.stored.then((body) => {
       if (body === null) {
-        done({})
+        done(tee.failed ? { error: new StrataError('STRATA_UPSTREAM_RESPONSE', 'the upstream response broke off mid-body') } : {})
         return undefined
       }
       const entry = createEntry({
@@ -462,7 +468,7 @@ export class PageCache {
     if (enc !== 'gzip' || acceptsEncoding(headerList(req.headers, 'accept-encoding'), 'gzip')) return body
     delete headers['content-encoding']
     delete headers['content-length']
-    return body === null ? null : body.pipe(createGunzip())
+    return body === null ? null : through(body, createGunzip())
   }
 
   /** RFC 9111 §4.3.4: a 304 freshens the stored response's headers and freshness. */
@@ -652,3 +658,7 @@ export class PageCache {
   }
 }
 
+/** What coalesced waiters get when the leader's origin answered a 5xx nobody could store. */
+function upstreamFailed(status: number): StrataError {
+  return new StrataError(status === 504 ? 'STRATA_UPSTREAM_TIMEOUT' : 'STRATA_UPSTREAM_RESPONSE', `the upstream answered ${status}`)
+}

@@ -6,6 +6,7 @@
 import { createGunzip } from 'node:zlib'
 import { Readable } from 'node:stream'
 import { headerList, stripHopByHop, type Headers } from '../core/headers.js'
+import { through } from '../core/streams.js'
 import { withVia } from './entry.js'
 import { acceptsEncoding, ageSeconds, ifRangeMatches, isNotModified, parseRange, variantKey } from './policy.js'
 import type { CacheEntry, CacheRequest, CacheResult, CacheStatus } from './types.js'
@@ -81,7 +82,7 @@ export function deliver(entry: CacheEntry, req: CacheRequest, status: CacheStatu
     delete h['accept-ranges']
     const etag = h['etag']
     if (typeof etag === 'string' && !etag.startsWith('W/')) h['etag'] = `W/${etag}`
-    result.body = head ? null : Readable.from([entry.body]).pipe(createGunzip())
+    result.body = head ? null : through(Readable.from([entry.body]), createGunzip())
     return result
   }
   const range = reqH['range']

@@ -7,9 +7,13 @@
  */
 import { PassThrough, type Readable } from 'node:stream'
 
+const ignore = () => {}
+
 export class BodyTee {
   /** Resolves with the whole body when it was kept, null when storing was given up. */
   readonly stored: Promise<Buffer | null>
+  /** Storing was given up because the origin's body failed (not because it was too big). */
+  failed = false
   #src: Readable
   #max: number
   #chunks: Buffer[] = []
@@ -37,16 +41,21 @@ export class BodyTee {
       this.#client?.end()
     })
     src.once('error', (err) => {
-      this.#finish(null)
+      this.#fail()
       this.#client?.destroy(err)
     })
     src.once('close', () => {
       // Closed without 'end': the origin went away mid-body.
       if (!this.#ended) {
-        this.#finish(null)
+        this.#fail()
         this.#client?.destroy(new Error('origin body closed before its end'))
       }
     })
+  }
+
+  #fail(): void {
+    if (this.#storing) this.failed = true
+    this.#finish(null)
   }
 
   #finish(body: Buffer | null): void {
@@ -82,6 +91,11 @@ export class BodyTee {
   #attach(): PassThrough {
     const c = new PassThrough()
     this.#client = c
+    // The origin's failure is passed on by destroying this stream with its error. Its reader (a
+    // pipeline, fastify, a `for await`) sees that error through its own listener; until a reader
+    // is attached, or if none ever is, the tee owns it: an 'error' event with no listener would
+    // end the process.
+    c.on('error', ignore)
     c.on('drain', () => this.#src.resume())
     c.once('close', () => {
       if (this.#ended) return

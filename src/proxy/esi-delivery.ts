@@ -5,6 +5,7 @@ import type { EsiConfig } from '../config/schema.js'
 import type { Logger } from '../observability/logger.js'
 import { StrataError } from '../core/errors.js'
 import { headerValue } from '../core/headers.js'
+import { through } from '../core/streams.js'
 import { assemble, compile, isEsiResponse, prepareEsi, type EsiProgram, type FragmentFetcher, type FragmentLookup, type FragmentResponse } from '../esi/index.js'
 import { writeChunkedPage } from './raw-response.js'
 import { acceptsEncoding, canonicalTarget, keyTarget, type CacheEntry, type CacheRequest, type CacheResult, type OriginResponse, type PageCache } from '../page-cache/index.js'
@@ -124,7 +125,7 @@ export class EsiDelivery {
     if (final === undefined || compress) {
       body = assembly.toReadable()
       if (compress) {
-        body = body.pipe(createGzip())
+        body = through(body, createGzip())
         headers['content-encoding'] = 'gzip'
         headers['vary'] = appendVary(headers['vary'], 'Accept-Encoding')
       }
@@ -281,7 +282,7 @@ function fragmentRequest(url: URL, headers: CacheRequest['headers']): CacheReque
 }
 
 function decoded(stream: Readable, encoding: string | undefined): Readable {
-  return encoding === 'gzip' ? stream.pipe(createGunzip()) : stream
+  return encoding === 'gzip' ? through(stream, createGunzip()) : stream
 }
 
 async function readAll(stream: Readable, limit: number): Promise<Buffer> {

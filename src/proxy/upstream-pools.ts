@@ -38,10 +38,19 @@ export class UpstreamPools {
     await pool.close().catch(() => pool.destroy())
   }
 
-  /** Graceful: lets queued requests finish. `force` aborts whatever is still running. */
-  async close(force = false): Promise<void> {
+  /**
+   * Lets running and queued requests finish for up to `graceMs`, then aborts whatever is still
+   * running (at once with 0).
+   */
+  async close(graceMs: number): Promise<void> {
     const pools = [...this.#pools.values()]
     this.#pools.clear()
-    await Promise.all(pools.map((p) => (force ? p.destroy() : p.close().catch(() => p.destroy()))))
+    const destroy = () => Promise.all(pools.map((p) => p.destroy())).then(() => undefined)
+    if (graceMs <= 0) return destroy()
+    let timer: NodeJS.Timeout | undefined
+    const late = new Promise<void>((resolve) => (timer = setTimeout(resolve, graceMs))).then(destroy)
+    const graceful = Promise.all(pools.map((p) => p.close().catch(() => p.destroy()))).then(() => undefined)
+    await Promise.race([graceful, late])
+    clearTimeout(timer)
   }
 }

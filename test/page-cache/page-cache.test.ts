@@ -6,7 +6,7 @@ import { isStrataError } from '../../src/core/errors.js'
 import { PageCache } from '../../src/page-cache/page-cache.js'
 import type { CacheResult } from '../../src/page-cache/types.js'
 import { startOrigin, type Origin } from '../helpers/origin.js'
-import { sleep } from '../helpers/ports.js'
+import { sleep, waitFor } from '../helpers/ports.js'
 import { bodyOf, originFetch } from './fetch-origin.js'
 import { cacheConfig, creq } from './helpers.js'
 
@@ -485,6 +485,74 @@ describe('coalescing', () => {
     expect(new Set(all.map((r) => r.text)).size).toBe(5)
     expect(counts.get('/u')).toBe(5)
     expect((await get(p, '/u')).cacheStatus).toBe('PASS')
+  })
+})
+
+describe('a failed coalescing leader', () => {
+  const N = 20
+  /**
+   * N concurrent cold requests for `path`: the origin holds the first until the other N-1 wait on
+   * it (counted by the cache, no sleeping), then `fail`s it. Answers each request's outcome.
+   */
+  async function stampede(p: PageCache, path: string, fail: (res: ServerResponse) => void): Promise<string[]> {
+    let release!: () => void
+    const held = new Promise<void>((r) => (release = r))
+    let first = true
+    route(path, async (_q, s, n) => {
+      if (first) {
+        first = false
+        await held
+        return fail(s)
+      }
+      send(s, 200, { 'cache-control': 'max-age=60' }, `ok${n}`)
+    })
+    const all = Array.from({ length: N }, () =>
+      get(p, path).then(
+        (r) => `${r.statusCode} ${r.text}`,
+        (err: Error) => (isStrataError(err) ? err.code : `thrown: ${err.message}`),
+      ),
+    )
+    await waitFor(() => p.stats().coalescedWaits === N - 1)
+    release()
+    return Promise.all(all)
+  }
+
+  it('hands its connection error to every waiter: one origin request, not N', async () => {
+    const p = make()
+    const out = await stampede(p, '/down', (s) => s.socket!.destroy())
+    expect(counts.get('/down')).toBe(1)
+    expect(out).toHaveLength(N)
+    expect(out.every((o) => o === 'STRATA_UPSTREAM_CONNECT')).toBe(true)
+  })
+
+  it('hands waiters a 502 when it got an uncacheable 5xx; the leader gets the origin answer', async () => {
+    const p = make()
+    const out = await stampede(p, '/fails', (s) => send(s, 503, { 'content-type': 'text/plain' }, 'maintenance'))
+    expect(counts.get('/fails')).toBe(1)
+    expect(out.filter((o) => o === '503 maintenance')).toHaveLength(1)
+    expect(out.filter((o) => o === 'STRATA_UPSTREAM_RESPONSE')).toHaveLength(N - 1)
+  })
+
+  it('hands waiters an error when its body broke off mid-stream', async () => {
+    const p = make()
+    const out = await stampede(p, '/cut', (s) => {
+      s.writeHead(200, { 'cache-control': 'max-age=60', 'content-length': '1000' })
+      s.write('partial', () => s.socket!.destroy())
+    })
+    expect(counts.get('/cut')).toBe(1)
+    expect(out.filter((o) => o === 'STRATA_UPSTREAM_RESPONSE')).toHaveLength(N - 1)
+    // The leader's own stream errors (whatever undici calls the cut): it is not a 200 in full.
+    expect(out.filter((o) => o.startsWith('thrown:') || o === 'STRATA_UPSTREAM_RESPONSE')).toHaveLength(N)
+  })
+
+  it('still serves waiters the stale copy when stale-if-error allows it', async () => {
+    route('/sie', (_q, s) => send(s, 200, { 'cache-control': 'max-age=1, stale-if-error=60' }, 'old'))
+    const p = make()
+    await get(p, '/sie')
+    clock.advance(2000)
+    const out = await stampede(p, '/sie', (s) => send(s, 503, {}, 'down'))
+    expect(out).toEqual(Array(N).fill('200 old'))
+    expect(counts.get('/sie')).toBe(2)
   })
 })
 
