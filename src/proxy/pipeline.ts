@@ -10,6 +10,7 @@ import type { Balancer, PickRequest } from '../balancer/index.js'
 import { plainHit, type PageCache, type CacheRequest, type CacheResult, type OriginFetch, type OriginResponse } from '../page-cache/index.js'
 import { classifyUpstreamError, upstreamRequestHeaders, type Forwarder } from './forward.js'
 import { PassToClient, type PassHooks } from './pass-through.js'
+import { relayInterim } from './interim.js'
 import type { UpstreamPools } from './upstream-pools.js'
 import type { EsiDelivery, FragmentOriginFetch } from './esi-delivery.js'
 import type { EsiProgram } from '../esi/index.js'
@@ -129,7 +130,8 @@ export class EdgePipeline {
     // A request body streams upstream as it arrives (the raw request is the stream); GET and
     // HEAD bodies are not forwarded, as on the full path.
     const body = creq.method !== 'GET' && creq.method !== 'HEAD' && hasBody(creq.headers) ? req : null
-    this.#forwarder.dispatch({ method: creq.method, url: creq.url, headers, body, pick: { ip, path: creq.url, headers: creq.headers } }, sink)
+    const onInterim = (status: number, h: Record<string, string | string[]>) => relayInterim(req, res, status, h)
+    this.#forwarder.dispatch({ method: creq.method, url: creq.url, headers, body, pick: { ip, path: creq.url, headers: creq.headers }, onInterim }, sink)
     return true
   }
 
@@ -148,7 +150,7 @@ export class EdgePipeline {
 
   /** Handles one client request; resolves once the response has been handed to fastify. */
   handle(request: FastifyRequest, reply: FastifyReply): FastifyReply | Promise<FastifyReply> {
-    const ctx = new OriginContext(this, request)
+    const ctx = new OriginContext(this, request, reply)
     const result = this.#cache.handle(clientCacheRequest(request.method, request.url, request.headers), ctx.fetch)
     if (result instanceof Promise) return result.then((r) => this.#send(request, reply, r, ctx))
     return this.#send(request, reply, result, ctx)
@@ -220,7 +222,7 @@ export class EdgePipeline {
   }
 
   /** Sends one request upstream on behalf of the page cache (also for background refreshes). */
-  async forward(request: FastifyRequest, req: CacheRequest, extra: Record<string, string> | undefined, signal?: AbortSignal): Promise<OriginResponseWithCookie> {
+  async forward(request: FastifyRequest, req: CacheRequest, extra: Record<string, string> | undefined, signal?: AbortSignal, reply?: FastifyReply): Promise<OriginResponseWithCookie> {
     const headers = upstreamRequestHeaders(req.headers, { ip: request.ip, proto: 'http' })
     stripSticky(headers, this.#balancer)
     Object.assign(headers, this.#extraUpstreamHeaders)
@@ -233,6 +235,8 @@ export class EdgePipeline {
       body: bodyAllowed && request.body != null ? (request.body as Readable) : null,
       pick: pickRequest(request),
       ...(signal === undefined ? {} : { signal }),
+      // The client's own miss: its interim responses (103 Early Hints) go to it, never into the cache.
+      ...(reply === undefined ? {} : { onInterim: (status: number, h: Record<string, string | string[]>) => relayInterim(request.raw, reply.raw, status, h) }),
     })
     const out: OriginResponseWithCookie = { statusCode: res.statusCode, headers: res.headers, body: res.body, upstreamId: res.upstreamId }
     if (res.setCookie !== undefined) out.setCookie = res.setCookie
@@ -246,9 +250,9 @@ class OriginContext {
   /** Headers of the origin response fetched for this very request (not for a background refresh). */
   originHeaders: Record<string, string | string[]> | undefined
   readonly fetch: OriginFetch
-  constructor(pipeline: EdgePipeline, request: FastifyRequest) {
+  constructor(pipeline: EdgePipeline, request: FastifyRequest, reply: FastifyReply) {
     this.fetch = async (req, extra) => {
-      const res = await pipeline.forward(request, req, extra)
+      const res = await pipeline.forward(request, req, extra, undefined, reply)
       if (res.setCookie !== undefined) this.setCookie = res.setCookie
       this.originHeaders ??= res.headers
       return res
