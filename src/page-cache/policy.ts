@@ -197,7 +197,7 @@ export function parseHttpDate(v: string | undefined, now?: number): number | und
   let m = IMF_FIXDATE.exec(v)
   if (m) return utc(Number(m[3]), m[2]!, Number(m[1]), m[4]!, m[5]!, m[6]!)
   m = ASCTIME_DATE.exec(v)
-  if (m) return utc(Number(m[7]), m[1]!, Number(m[2]!.trim()), m[3]!, m[4]!, m[5]!)
+  if (m) return utc(Number(m[6]), m[1]!, Number(m[2]!.trim()), m[3]!, m[4]!, m[5]!)
   m = RFC850_DATE.exec(v)
   if (m) {
     const yy = Number(m[3])
