@@ -124,11 +124,19 @@ export class Balancer {
   #rr = 0
   /** Upstreams whose ejection was logged and whose return is not yet logged. */
   readonly #ejected = new Set<UpstreamState>()
+  /** Answered statuses that count as passive-health failures (`passive.statuses`). */
+  readonly #failStatuses: ReadonlySet<number>
+  /**
+   * Nothing is available (every server down or ejected), so the candidates are every server not
+   * drained or removed: as nginx, try them anyway rather than answer 503 to everyone.
+   */
+  #tryingAll = false
 
   // Scratch for the ring's accept callback (one closure for the balancer's life, not one per pick).
   #acceptNow = 0
   #acceptExclude: ReadonlySet<string> | undefined
-  readonly #accept = (u: UpstreamState): boolean => u.isAvailable(this.#acceptNow) && !(this.#acceptExclude?.has(u.id) ?? false)
+  readonly #accept = (u: UpstreamState): boolean =>
+    (this.#tryingAll ? isTryable(u) : u.isAvailable(this.#acceptNow)) && !(this.#acceptExclude?.has(u.id) ?? false)
 
   #started = false
   #closed = false
@@ -142,6 +150,7 @@ export class Balancer {
     this.#algorithm = config.algorithm
     this.#hashSource = config.algorithm === ALGORITHM.consistentHash ? parseHashOn(config.hashOn) : undefined
     this.#sticky = config.sticky
+    this.#failStatuses = new Set(config.passive.statuses)
 
     if (config.sticky?.mode === 'insert') {
       if (config.sticky.secret === undefined) {
@@ -554,6 +563,16 @@ export class Balancer {
         next = Math.min(next, rampEnd)
       }
     }
+    const tryingAll = primaries.length === 0 && backups.length === 0
+    if (tryingAll) {
+      for (const u of this.#upstreams.values()) if (isTryable(u)) (u.backup ? backups : primaries).push(u)
+      ramping = false
+    }
+    if (tryingAll !== this.#tryingAll && primaries.length + backups.length > 0) {
+      if (tryingAll) this.#log.warn({ upstreams: primaries.concat(backups).map((u) => u.id) }, 'no upstream is available: trying them all anyway')
+      else this.#log.info('an upstream is available again')
+    }
+    this.#tryingAll = tryingAll
     this.#primaries = primaries
     this.#backups = backups
     this.#tierIsPrimary = primaries.length > 0
@@ -574,14 +593,21 @@ export class Balancer {
 
   #end(u: UpstreamState, o: RequestOutcome): void {
     if (o.aborted === true) return u.cancel()
-    const failed = o.connectError === true || !o.ok || (o.statusCode ?? 0) >= 500
+    // Connection errors, resets and timeouts always count; an answered status only when listed.
+    const failed = o.connectError === true || !o.ok || (o.statusCode !== undefined && this.#failStatuses.has(o.statusCode))
     const now = this.#clock.now()
-    const ejected = u.end(failed, o.connectError === true, o.durationMs, now, this.#config.passive)
+    const ejected = u.end(failed, o.connectError === true, o.durationMs, now, this.#config.passive, failed && this.#othersAvailable(u, now))
     if (ejected && !u.removed) {
       this.#dirty = true
       this.#ejected.add(u)
       this.#log.warn({ upstream: u.id, until: new Date(u.ejectedUntil).toISOString(), cooldownMs: u.ejectedUntil - now, ejections: u.ejections }, 'upstream ejected after consecutive failures')
     }
+  }
+
+  /** Could another server take `u`'s traffic now? Passive health never takes out the last one. */
+  #othersAvailable(u: UpstreamState, now: number): boolean {
+    for (const v of this.#upstreams.values()) if (v !== u && v.isAvailable(now)) return true
+    return false
   }
 
   #onCheck(upstream: Upstream, ok: boolean, detail: string, hc: HealthCheckConfig): void {
@@ -606,6 +632,11 @@ export class Balancer {
     if (u === undefined) throw new StrataError('STRATA_ADMIN_NOT_FOUND', `no upstream "${id}"`)
     return u
   }
+}
+
+/** May take a request when nothing is available: anything an operator did not drain or remove. */
+function isTryable(u: UpstreamState): boolean {
+  return !u.draining && !u.removed
 }
 
 function parseHashOn(hashOn: string): HashSource {

@@ -173,9 +173,11 @@ export class UpstreamState implements Upstream {
 
   /**
    * Records the end of a request. Returns true when this failure ejected the server (so the
-   * balancer logs it once and rebuilds its candidate list).
+   * balancer logs it once and rebuilds its candidate list). `mayEject` is false when no other
+   * server could take its traffic: the failures are still counted, but it stays in (as nginx never
+   * marks the only server of a group down), so a struggling origin is slow rather than dark.
    */
-  end(failed: boolean, connectError: boolean, durationMs: number, now: number, passive: PassiveConfig): boolean {
+  end(failed: boolean, connectError: boolean, durationMs: number, now: number, passive: PassiveConfig, mayEject = true): boolean {
     if (this.#active > 0) this.#active--
     // A connect error says nothing about the server's response time.
     if (!connectError && Number.isFinite(durationMs) && durationMs >= 0) {
@@ -188,7 +190,7 @@ export class UpstreamState implements Upstream {
     // Requests that were in flight when it was ejected must not eject it again.
     if (now < this.#ejectedUntil) return false
     this.#failures++
-    if (this.#failures < passive.failures) return false
+    if (this.#failures < passive.failures || !mayEject) return false
     // A streak ends when the server stayed in for a whole max cooldown after its last ejection.
     if (this.#ejectedUntil > 0 && now - this.#ejectedUntil > passive.maxCooldownMs) this.#streak = 0
     const cooldown = Math.min(passive.cooldownMs * 2 ** this.#streak, passive.maxCooldownMs)

@@ -99,6 +99,8 @@ export const BalancerSchema = Obj({
     failures: Type.Integer({ minimum: 1, default: 3 }),
     cooldownMs: Ms(5000, 1),
     maxCooldownMs: Ms(60_000, 1),
+    // Answered 5xx statuses that count as a failure; connection errors and timeouts always count.
+    statuses: Type.Array(Type.Integer({ minimum: 500, maximum: 599 }), { default: [], uniqueItems: true }),
   }),
   slowStartMs: Ms(0),
   retries: Type.Integer({ minimum: 0, maximum: 10, default: 1 }),

@@ -2,6 +2,7 @@
  * HTTP caching rules for a shared cache (RFC 9111), as small pure functions. Nothing here does I/O
  * or reads the clock: callers pass `now`. Each rule cites the section it implements.
  */
+import { parseDictionary } from 'structured-headers'
 import type { CacheRule } from '../config/schema.js'
 import { HOP_BY_HOP, headerList, headerValue, stripHopByHop, type Headers } from '../core/headers.js'
 
@@ -69,6 +70,42 @@ export function parseCacheControl(value: string | undefined): CacheDirectives {
   return d
 }
 
+/**
+ * Parses CDN-Cache-Control (RFC 9213 §2.1), a Dictionary structured field (RFC 8941 §3.2). A value
+ * that does not parse as one is invalid and the whole field is ignored: undefined, so Cache-Control
+ * governs as if it were absent. A known directive whose value has the wrong type (`max-age="10"`,
+ * `max-age=1.5`) is ignored on its own. Parameters are ignored (§2.1).
+ */
+export function parseCdnCacheControl(value: string): CacheDirectives | undefined {
+  let dict
+  try {
+    dict = parseDictionary(value)
+  } catch {
+    return undefined
+  }
+  const d: CacheDirectives = { ...EMPTY }
+  for (const [name, member] of dict) {
+    const v = member[0]
+    // An inner list is never a directive value strata knows; a boolean false (`?0`) turns a flag off.
+    if (Array.isArray(v)) continue
+    const flag = v !== false
+    const seconds = typeof v === 'number' && Number.isInteger(v) && v >= 0 ? Math.min(v, 2_147_483_648) : undefined
+    switch (name) {
+      case 'no-store': d.noStore = flag; break
+      case 'no-cache': d.noCache = flag; break
+      case 'private': d.private = flag; break
+      case 'public': d.public = flag; break
+      case 'must-revalidate': d.mustRevalidate = flag; break
+      case 'proxy-revalidate': d.proxyRevalidate = flag; break
+      case 'max-age': if (seconds !== undefined) d.maxAge = seconds; break
+      case 's-maxage': if (seconds !== undefined) d.sMaxAge = seconds; break
+      case 'stale-while-revalidate': if (seconds !== undefined) d.staleWhileRevalidate = seconds; break
+      case 'stale-if-error': if (seconds !== undefined) d.staleIfError = seconds; break
+    }
+  }
+  return d
+}
+
 /** Splits a directive list on commas outside quoted strings. */
 function splitDirectives(value: string): string[] {
   const out: string[] = []
@@ -118,8 +155,8 @@ export function parseSurrogateControl(value: string | undefined): SurrogateContr
 
 /**
  * The directives that govern this cache. RFC 9213 §2.1: a cache that honours CDN-Cache-Control
- * MUST ignore Cache-Control when CDN-Cache-Control is present; Surrogate-Control (edge-only)
- * outranks both for no-store and freshness.
+ * MUST ignore Cache-Control when a valid CDN-Cache-Control is present (an invalid one is ignored
+ * as a whole); Surrogate-Control (edge-only) outranks both for no-store and freshness.
  */
 export interface EffectivePolicy {
   directives: CacheDirectives
@@ -129,17 +166,61 @@ export interface EffectivePolicy {
 
 export function effectivePolicy(resHeaders: Headers): EffectivePolicy {
   const surrogate = parseSurrogateControl(headerList(resHeaders, 'surrogate-control'))
-  const cdn = headerList(resHeaders, 'cdn-cache-control')
-  const directives = cdn !== undefined ? parseCacheControl(cdn) : parseCacheControl(headerList(resHeaders, 'cache-control'))
+  const cdnRaw = headerList(resHeaders, 'cdn-cache-control')
+  const cdn = cdnRaw === undefined ? undefined : parseCdnCacheControl(cdnRaw)
+  const directives = cdn ?? parseCacheControl(headerList(resHeaders, 'cache-control'))
   const source = surrogate?.maxAge !== undefined ? 'surrogate-control' : cdn !== undefined ? 'cdn-cache-control' : 'cache-control'
   return surrogate ? { directives, source, surrogate } : { directives, source }
 }
 
-/** Parses an HTTP-date (RFC 9110 §5.6.7); invalid dates yield undefined. */
-export function parseHttpDate(v: string | undefined): number | undefined {
+const MONTHS: Readonly<Record<string, number>> = { jan: 0, feb: 1, mar: 2, apr: 3, may: 4, jun: 5, jul: 6, aug: 7, sep: 8, oct: 9, nov: 10, dec: 11 }
+const DAY = '(?:Mon|Tue|Wed|Thu|Fri|Sat|Sun)'
+const DAY_L = '(?:Monday|Tuesday|Wednesday|Thursday|Friday|Saturday|Sunday)'
+const MONTH = '(Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec)'
+const TIME = '(\\d{2}):(\\d{2}):(\\d{2})'
+// RFC 9110 §5.6.7. Names are matched case-insensitively: the grammar says %s (case-sensitive), but
+// a recipient is robust in what it accepts, and cache-tests counts accepting "THU"/"AUG"/"gMT" as optimal.
+const IMF_FIXDATE = new RegExp(`^${DAY}, (\\d{2}) ${MONTH} (\\d{4}) ${TIME} GMT$`, 'i')
+const RFC850_DATE = new RegExp(`^${DAY_L}, (\\d{2})-${MONTH}-(\\d{2}) ${TIME} GMT$`, 'i')
+const ASCTIME_DATE = new RegExp(`^${DAY} ${MONTH} ([ \\d]\\d) ${TIME} (\\d{4})$`, 'i')
+
+/**
+ * Parses an HTTP-date (RFC 9110 §5.6.7): IMF-fixdate, or the obsolete rfc850-date and
+ * asctime-date that recipients should still accept. Anything else (another zone than GMT, missing
+ * comma, extra spaces, dashes in an IMF-fixdate, a one-digit hour, an impossible day or time) is
+ * invalid and yields undefined; `Date.parse` would accept most of those. `now` only matters for
+ * rfc850's two-digit year: one that would be more than 50 years in the future is the most recent
+ * past year with those digits (§5.6.7).
+ */
+export function parseHttpDate(v: string | undefined, now?: number): number | undefined {
   if (!v) return undefined
-  const t = Date.parse(v)
-  return Number.isNaN(t) ? undefined : t
+  let m = IMF_FIXDATE.exec(v)
+  if (m) return utc(Number(m[3]), m[2]!, Number(m[1]), m[4]!, m[5]!, m[6]!)
+  m = ASCTIME_DATE.exec(v)
+  if (m) return utc(Number(m[6]), m[1]!, Number(m[2]!.trim()), m[3]!, m[4]!, m[5]!)
+  m = RFC850_DATE.exec(v)
+  if (m) {
+    const yy = Number(m[3])
+    const thisYear = new Date(now ?? Date.now()).getUTCFullYear()
+    let year = thisYear - (thisYear % 100) + yy
+    if (year > thisYear + 50) year -= 100
+    return utc(year, m[2]!, Number(m[1]), m[4]!, m[5]!, m[6]!)
+  }
+  return undefined
+}
+
+function utc(year: number, month: string, day: number, hh: string, mm: string, ss: string): number | undefined {
+  const mon = MONTHS[month.toLowerCase()]!
+  const h = Number(hh)
+  const min = Number(mm)
+  const sec = Number(ss)
+  // §5.6.7 time-of-day: hour 00-23, minute 00-59, second 00-60 (a leap second).
+  if (h > 23 || min > 59 || sec > 60 || day < 1) return undefined
+  const d = new Date(0)
+  d.setUTCFullYear(year, mon, day) // not Date.UTC: it reads years 0-99 as 1900-1999
+  // 31 Feb rolls over into March: that is not a date.
+  if (d.getUTCDate() !== day) return undefined
+  return d.getTime() + ((h * 60 + min) * 60 + sec) * 1000
 }
 
 /**
@@ -239,7 +320,10 @@ export function storageDecision(input: {
   const vary = headerList(input.resHeaders, 'vary')
   if (vary !== undefined && vary.split(',').some((v) => v.trim() === '*')) return no('vary-star')
   if (input.resHeaders['set-cookie'] !== undefined && !rule?.stripSetCookie) return no('set-cookie')
-  const ttl = freshnessLifetime(input.status, input.resHeaders, policy, { ruleTtl: rule?.defaultTtl, defaultTtl: input.defaultTtl })
+  // §5.2.2.4: no-cache means the response must not be reused without successful validation, even
+  // while fresh; stored as already stale, so every reuse revalidates (Surrogate-Control max-age,
+  // the edge's own instruction, outranks it).
+  const ttl = d.noCache && policy.surrogate?.maxAge === undefined ? 0 : freshnessLifetime(input.status, input.resHeaders, policy, { ruleTtl: rule?.defaultTtl, defaultTtl: input.defaultTtl })
   // A response with no freshness is still worth keeping when it has validators and the origin asked
   // for revalidation (no-cache): §4.3 lets the next request revalidate it cheaply.
   const hasValidator = input.resHeaders['etag'] !== undefined || input.resHeaders['last-modified'] !== undefined
@@ -247,10 +331,15 @@ export function storageDecision(input: {
   return { storable: true, ttl, ...base }
 }
 
-/** Must the response never be served stale? (§4.2.4, §5.2.2.2, §5.2.2.8, §5.2.2.4) */
+/**
+ * Must the response never be served stale (§4.2.4)? must-revalidate (§5.2.2.2), proxy-revalidate
+ * (§5.2.2.8), no-cache (§5.2.2.4), and s-maxage, which "incorporates the semantics of the
+ * proxy-revalidate response directive" for a shared cache (§5.2.2.10): not even with stale-if-error
+ * or grace. Surrogate-Control max-age (with its own `+grace`) outranks s-maxage at the edge.
+ */
 export function mustRevalidate(policy: EffectivePolicy): boolean {
   const d = policy.directives
-  return d.mustRevalidate || d.proxyRevalidate || d.noCache
+  return d.mustRevalidate || d.proxyRevalidate || d.noCache || (d.sMaxAge !== undefined && policy.surrogate?.maxAge === undefined)
 }
 
 /**
@@ -259,9 +348,20 @@ export function mustRevalidate(policy: EffectivePolicy): boolean {
  * one-second granularity and whose clocks may be skewed; it would make short max-ages expire early.
  */
 export function correctedInitialAgeMs(resHeaders: Headers, requestTime: number, responseTime: number): number {
-  const ageValue = deltaSeconds(headerValue(resHeaders, 'age')) ?? 0
+  const ageValue = ageHeaderSeconds(resHeaders) ?? 0
   const responseDelay = Math.max(0, responseTime - requestTime)
   return ageValue * 1000 + responseDelay
+}
+
+/**
+ * The Age field (RFC 9111 §5.1): a singleton, but a list-based value (`Age: 7200, 0`, or two Age
+ * lines) uses its first member; an invalid value is ignored (undefined).
+ */
+export function ageHeaderSeconds(resHeaders: Headers): number | undefined {
+  const v = headerValue(resHeaders, 'age')
+  if (v === undefined) return undefined
+  const comma = v.indexOf(',')
+  return deltaSeconds((comma === -1 ? v : v.slice(0, comma)).trim())
 }
 
 /** current_age (§4.2.3) in whole seconds, for the Age header (§5.1). */

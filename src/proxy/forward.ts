@@ -3,6 +3,7 @@ import { errors as undiciErrors, type Dispatcher } from 'undici'
 import { StrataError } from '../core/errors.js'
 import { appendVia, headerList, headerValue, stripHopByHop, UNKEYED_REQUEST_FIELDS } from '../core/headers.js'
 import type { UpstreamPools } from './upstream-pools.js'
+import type { InterimHandler } from './interim.js'
 import { shouldRetry, type Balancer, type DoneFn, type PickRequest, type PickResult, type RetryOn } from '../balancer/index.js'
 
 export interface ForwardRequest {
@@ -14,6 +15,8 @@ export interface ForwardRequest {
   body: Readable | Buffer | null
   pick: PickRequest
   signal?: AbortSignal
+  /** Interim (1xx) responses from the upstream, before the final head (e.g. 103 Early Hints). */
+  onInterim?: InterimHandler
 }
 
 export interface ForwardResponse {
@@ -180,7 +183,10 @@ export class Forwarder {
       const started = performance.now()
       let res: Dispatcher.ResponseData
       try {
-        res = await this.#pools.get(upstream.id, upstream.url).request({ ...this.optionsFor(req, upstream), signal: req.signal ?? null })
+        const onInterim = req.onInterim
+        const opts: Dispatcher.RequestOptions = { ...this.optionsFor(req, upstream), signal: req.signal ?? null }
+        if (onInterim !== undefined) opts.onInfo = (info) => onInterim(info.statusCode, info.headers)
+        res = await this.#pools.get(upstream.id, upstream.url).request(opts)
       } catch (err) {
         const e = classifyUpstreamError(err, upstream.id)
         const connectError = e.code === 'STRATA_UPSTREAM_CONNECT'
@@ -287,7 +293,8 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[]>): void {
-    if (statusCode < 200 || this.#state !== 0) return // 1xx: informational, the real head follows
+    if (this.#state !== 0) return
+    if (statusCode < 200) return this.#run.req.onInterim?.(statusCode, headers) // 1xx: informational, the real head follows
     const run = this.#run
     const id = this.#picked.upstream.id
     const durationMs = performance.now() - this.#started

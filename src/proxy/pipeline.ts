@@ -10,6 +10,7 @@ import type { Balancer } from '../balancer/index.js'
 import { canonicalHost, canonicalTarget, plainHit, type PageCache, type CacheRequest, type CacheResult, type OriginFetch, type OriginResponse } from '../page-cache/index.js'
 import { classifyUpstreamError, upstreamRequestHeaders, type Forwarder } from './forward.js'
 import { PassToClient, type PassHooks } from './pass-through.js'
+import { relayInterim } from './interim.js'
 import type { UpstreamPools } from './upstream-pools.js'
 import type { EsiDelivery, FragmentOriginFetch } from './esi-delivery.js'
 import type { EsiProgram } from '../esi/index.js'
@@ -144,7 +145,8 @@ export class EdgePipeline {
     // A request body streams upstream as it arrives (the raw request is the stream); GET and
     // HEAD bodies are not forwarded, as on the full path.
     const body = creq.method !== 'GET' && creq.method !== 'HEAD' && hasBody(creq.headers) ? req : null
-    this.#forwarder.dispatch({ method: creq.method, url: creq.url, headers, body, pick: { ip, path: creq.url, headers: creq.headers } }, sink)
+    const onInterim = (status: number, h: Record<string, string | string[]>) => relayInterim(req, res, status, h)
+    this.#forwarder.dispatch({ method: creq.method, url: creq.url, headers, body, pick: { ip, path: creq.url, headers: creq.headers }, onInterim }, sink)
     return true
   }
 
@@ -165,7 +167,7 @@ export class EdgePipeline {
   handle(request: FastifyRequest, reply: FastifyReply): FastifyReply | Promise<FastifyReply> {
     const trusted = this.trusts(request.ip)
     const creq = clientCacheRequest(request.method, request.url, clientRequestHeaders(request.headers, trusted))
-    const ctx = new OriginContext(this, request, creq, trusted)
+    const ctx = new OriginContext(this, request, creq, trusted, reply)
     const result = this.#cache.handle(creq, ctx.fetch)
     if (result instanceof Promise) return result.then((r) => this.#send(request, reply, r, ctx))
     return this.#send(request, reply, result, ctx)
@@ -237,7 +239,7 @@ export class EdgePipeline {
   }
 
   /** Sends one request upstream on behalf of the page cache (also for background refreshes). */
-  async forward(request: FastifyRequest, req: CacheRequest, extra: Record<string, string> | undefined, trusted: boolean, signal?: AbortSignal): Promise<OriginResponseWithCookie> {
+  async forward(request: FastifyRequest, req: CacheRequest, extra: Record<string, string> | undefined, trusted: boolean, signal?: AbortSignal, reply?: FastifyReply): Promise<OriginResponseWithCookie> {
     const headers = upstreamRequestHeaders(req.headers, { ip: request.ip, proto: 'http', trusted })
     stripSticky(headers, this.#balancer)
     Object.assign(headers, this.#extraUpstreamHeaders)
@@ -250,6 +252,8 @@ export class EdgePipeline {
       body: bodyAllowed && request.body != null ? (request.body as Readable) : null,
       pick: { ip: request.ip, path: req.url, headers: req.headers },
       ...(signal === undefined ? {} : { signal }),
+      // The client's own miss: its interim responses (103 Early Hints) go to it, never into the cache.
+      ...(reply === undefined ? {} : { onInterim: (status: number, h: Record<string, string | string[]>) => relayInterim(request.raw, reply.raw, status, h) }),
     })
     const out: OriginResponseWithCookie = { statusCode: res.statusCode, headers: res.headers, body: res.body, upstreamId: res.upstreamId }
     if (res.setCookie !== undefined) out.setCookie = res.setCookie
@@ -265,10 +269,10 @@ class OriginContext {
   readonly fetch: OriginFetch
   /** The request as the page cache sees it: canonical target and host, cleaned headers. */
   readonly creq: CacheRequest
-  constructor(pipeline: EdgePipeline, request: FastifyRequest, creq: CacheRequest, trusted: boolean) {
+  constructor(pipeline: EdgePipeline, request: FastifyRequest, creq: CacheRequest, trusted: boolean, reply: FastifyReply) {
     this.creq = creq
     this.fetch = async (req, extra) => {
-      const res = await pipeline.forward(request, req, extra, trusted)
+      const res = await pipeline.forward(request, req, extra, trusted, undefined, reply)
       if (res.setCookie !== undefined) this.setCookie = res.setCookie
       this.originHeaders ??= res.headers
       return res

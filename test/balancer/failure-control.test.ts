@@ -4,7 +4,7 @@ import { ManualClock } from '../../src/core/clock.js'
 import { isStrataError } from '../../src/core/errors.js'
 import { balancerConfig, counts, req, upstreams } from './fixtures.js'
 
-const passive = { failures: 3, cooldownMs: 1000, maxCooldownMs: 5000 }
+const passive = { failures: 3, cooldownMs: 1000, maxCooldownMs: 5000, statuses: [500, 503] }
 
 function fail(b: Balancer, u: Upstream, n: number, outcome: Parameters<ReturnType<Balancer['begin']>>[0] = { ok: false, connectError: true, durationMs: 1 }) {
   for (let i = 0; i < n; i++) b.begin(u)(outcome)
@@ -34,7 +34,7 @@ describe('passive ejection', () => {
     expect(cooldowns).toEqual([1000, 2000, 4000, 5000])
   })
 
-  it('5xx answers count, successes reset the count, and a calm period resets the streak', () => {
+  it('listed 5xx answers count, successes reset the count, and a calm period resets the streak', () => {
     const clock = new ManualClock()
     const b = new Balancer({ upstreams: upstreams({ a: 1, b: 1 }), config: balancerConfig({ passive }), clock })
     const a = b.get('a')!
@@ -43,6 +43,9 @@ describe('passive ejection', () => {
     fail(b, a, 2, { ok: true, statusCode: 500, durationMs: 5 })
     expect(row(b, 'a').state).toBe('up')
     b.begin(a)({ ok: true, statusCode: 404, durationMs: 5 }) // a 4xx is the client's problem
+    expect(row(b, 'a').failures).toBe(0)
+    fail(b, a, 5, { ok: true, statusCode: 502, durationMs: 5 }) // answered, and not in passive.statuses
+    expect(row(b, 'a')).toMatchObject({ state: 'up', failures: 0 })
     fail(b, a, 3, { ok: false, durationMs: 5 }) // a reset or timeout
     expect(row(b, 'a').state).toBe('ejected')
     clock.set(row(b, 'a').ejectedUntil!)
@@ -75,16 +78,64 @@ describe('passive ejection', () => {
     expect(row(b, 'a').ejectedUntil! - clock.now()).toBe(1000)
   })
 
-  it('all ejected → no pick, and Retry-After says when the first comes back', () => {
+  it('an answered 5xx is not a failure by default (passive.statuses = [])', () => {
+    const b = new Balancer({ upstreams: upstreams({ a: 1, b: 1 }), config: balancerConfig({ passive: { ...passive, statuses: [] } }), clock: new ManualClock() })
+    const a = b.get('a')!
+    fail(b, a, 10, { ok: true, statusCode: 500, durationMs: 5 })
+    fail(b, a, 10, { ok: true, statusCode: 503, durationMs: 5 })
+    expect(row(b, 'a')).toMatchObject({ state: 'up', failures: 0, ejections: 0 })
+    fail(b, a, 3, { ok: false, durationMs: 5 }) // a timeout always counts
+    expect(row(b, 'a').state).toBe('ejected')
+  })
+
+  it('never ejects the last available server: a sole upstream keeps taking requests', () => {
+    const clock = new ManualClock()
+    const b = new Balancer({ upstreams: upstreams({ a: 1 }), config: balancerConfig({ passive }), clock })
+    const a = b.get('a')!
+    fail(b, a, 10)
+    fail(b, a, 10, { ok: true, statusCode: 500, durationMs: 5 })
+    expect(row(b, 'a')).toMatchObject({ state: 'up', ejections: 0, failures: 20 })
+    expect(b.pick(req())!.upstream.id).toBe('a')
+    b.begin(a)({ ok: true, statusCode: 200, durationMs: 5 })
+    expect(row(b, 'a').failures).toBe(0)
+  })
+
+  it('of two failing servers only the first is ejected; the other stays in alone', () => {
     const clock = new ManualClock()
     const b = new Balancer({ upstreams: upstreams({ a: 1, b: 1 }), config: balancerConfig({ passive }), clock })
     fail(b, b.get('a')!, 3)
     clock.advance(300)
-    fail(b, b.get('b')!, 3)
-    expect(b.pick(req())).toBeUndefined()
-    expect(b.retryAfterSeconds()).toBe(1)
+    fail(b, b.get('b')!, 30)
+    expect(row(b, 'a').state).toBe('ejected')
+    expect(row(b, 'b')).toMatchObject({ state: 'up', ejections: 0 })
+    expect(new Set(Array.from({ length: 4 }, () => b.pick(req())!.upstream.id))).toEqual(new Set(['b']))
+    // Once a is back, b (still failing) may go: a can take its traffic.
     clock.advance(700)
-    expect(b.pick(req())!.upstream.id).toBe('a')
+    fail(b, b.get('b')!, 1)
+    expect(row(b, 'b').state).toBe('ejected')
+    expect(new Set(Array.from({ length: 4 }, () => b.pick(req())!.upstream.id))).toEqual(new Set(['a']))
+  })
+
+  it('when every server is down or ejected, tries them anyway; drained ones stay out', () => {
+    const clock = new ManualClock()
+    const b = new Balancer({ upstreams: upstreams({ a: 1, b: 1, c: 1 }), config: balancerConfig({ passive }), clock })
+    b.drain('c')
+    fail(b, b.get('a')!, 3) // ejected: b can take its traffic
+    expect(row(b, 'a').state).toBe('ejected')
+    b.remove('b') // an operator takes b out while a is ejected
+    expect(new Set(Array.from({ length: 6 }, () => b.pick(req())!.upstream.id))).toEqual(new Set(['a']))
+    expect(b.pick(req(), new Set(['a']))).toBeUndefined()
+    b.drain('a')
+    expect(b.pick(req())).toBeUndefined()
+    expect(b.retryAfterSeconds()).toBeGreaterThanOrEqual(1)
+  })
+
+  it('consistent-hash keeps hashing over every server when none is available', () => {
+    const b = new Balancer({ upstreams: upstreams({ a: 1, b: 1 }), config: balancerConfig({ passive, algorithm: 'consistent-hash', hashOn: 'path' }), clock: new ManualClock() })
+    fail(b, b.get('a')!, 3)
+    b.drain('b')
+    const picks = ['/1', '/2', '/3', '/4'].map((path) => b.pick(req({ path }))?.upstream.id)
+    expect(picks).toEqual(['a', 'a', 'a', 'a'])
   })
 
   it('done() twice counts once', () => {

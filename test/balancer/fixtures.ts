@@ -8,7 +8,7 @@ export function balancerConfig(overrides: Partial<BalancerConfig> = {}): Balance
     hashOn: 'ip',
     sticky: null,
     healthCheck: null,
-    passive: { failures: 3, cooldownMs: 5000, maxCooldownMs: 60_000 },
+    passive: { failures: 3, cooldownMs: 5000, maxCooldownMs: 60_000, statuses: [] },
     slowStartMs: 0,
     retries: 1,
     retryOn: ['connect'],

@@ -23,7 +23,7 @@ describe('config', () => {
     expect(cfg.upstreams[0]).toEqual({ id: 'b1', url: 'http://127.0.0.1:3001', weight: 1, backup: false })
     expect(cfg.timeouts).toMatchObject({ connectMs: 3000, responseMs: 30000 })
     expect(cfg.balancer.algorithm).toBe('round-robin')
-    expect(cfg.balancer.passive).toEqual({ failures: 3, cooldownMs: 5000, maxCooldownMs: 60000 })
+    expect(cfg.balancer.passive).toEqual({ failures: 3, cooldownMs: 5000, maxCooldownMs: 60000, statuses: [] })
     expect(cfg.cache).toMatchObject({ maxBytes: 268435456, redis: null, defaultTtl: 0 })
     expect(cfg.esi).toMatchObject({ enabled: true, maxDepth: 5 })
     expect(Object.isFrozen(cfg)).toBe(true)

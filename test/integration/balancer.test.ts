@@ -114,14 +114,63 @@ describe('balancer behind the proxy', () => {
     await missing.body.text()
   })
 
-  it('all servers down: 503 with Retry-After', async () => {
-    const { origins, s } = await setup(2, { balancer: { retries: 2, passive: { failures: 1, cooldownMs: 5000 } } })
+  it('all servers down: the last one is never ejected, so it is tried again and serves when it returns', async () => {
+    const { origins, s } = await setup(2, { balancer: { retries: 2, passive: { failures: 1, cooldownMs: 60_000 } } })
+    const port2 = Number(new URL(origins[1]!.url).port)
     await Promise.all(origins.map((o) => o.close()))
-    const first = await get(`${s.url}/`)
-    expect([502, 503]).toContain(first.status)
+    for (let i = 0; i < 3; i++) expect((await get(`${s.url}/`)).status).toBe(502)
+    const { upstreams: rows } = (await (await fetch(`${s.adminUrl}/upstreams`, { headers: { authorization: `Bearer ${s.token}` } })).json()) as { upstreams: { id: string; state: string }[] }
+    expect(rows.map((r) => [r.id, r.state])).toEqual([['b1', 'ejected'], ['b2', 'up']])
+    const back = await startOrigin(answerAs('back'), { port: port2 })
+    cleanup.push(() => back.close())
+    // Whichever one is still in is b2 (b1 was ejected first, when b2 could take its traffic).
+    const r = await get(`${s.url}/`)
+    expect(r.status).toBe(200)
+    expect(r.body).toBe('back')
+  })
+
+  it('all drained: 503 with Retry-After', async () => {
+    const { s } = await setup(1)
+    const drained = await fetch(`${s.adminUrl}/upstreams/b1/drain`, { method: 'POST', headers: { authorization: `Bearer ${s.token}` } })
+    expect(drained.status).toBe(200)
     const r = await get(`${s.url}/`)
     expect(r.status).toBe(503)
     expect(Number(r.headers['retry-after'])).toBeGreaterThanOrEqual(1)
+  })
+
+  it('a sole origin answering 500 three times, then 200, keeps being reached (issue #10 item 7)', async () => {
+    for (const statuses of [[], [500, 502, 503, 504]]) {
+      let n = 0
+      const { origins, s, close } = await startBehind(
+        [
+          (_req, res) => {
+            res.writeHead(n++ < 3 ? 500 : 200, { 'cache-control': 'no-store' })
+            res.end(`answer ${n}`)
+          },
+        ],
+        { balancer: { passive: { failures: 3, cooldownMs: 60_000, statuses } } },
+      )
+      cleanup.push(close)
+      const got = []
+      for (let i = 0; i < 5; i++) got.push((await get(`${s.url}/page`)).status)
+      expect(got).toEqual([500, 500, 500, 200, 200])
+      expect(origins[0]!.hits('/page')).toBe(5)
+    }
+  })
+
+  it('a sole origin dropping connections three times is still tried, and serves when it recovers', async () => {
+    let n = 0
+    const { origins, s } = await startBehind([
+      (req, res) => {
+        if (n++ < 3) return req.socket.destroy()
+        res.writeHead(200, { 'cache-control': 'no-store' })
+        res.end('ok')
+      },
+    ], { balancer: { retries: 0, passive: { failures: 3, cooldownMs: 60_000 } } }).then((r) => (cleanup.push(r.close), r))
+    const got = []
+    for (let i = 0; i < 4; i++) got.push((await get(`${s.url}/drop`)).status)
+    expect(got).toEqual([502, 502, 502, 200])
+    expect(origins[0]!.hits('/drop')).toBe(4)
   })
 
   it('one of two servers killed under load: zero failed GETs', async () => {
