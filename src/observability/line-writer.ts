@@ -6,98 +6,152 @@ const { SonicBoom } = sonicBoom
 type SonicBoom = InstanceType<typeof SonicBoom>
 
 export interface LineWriterOptions {
-  /** Bytes gathered before a write is started (smaller batches wait for `flushIntervalMs`). */
-  minBytes?: number
+  /** Characters gathered before a batch is handed to the writer (smaller ones wait for the timer). */
+  batchChars?: number
   /**
-   * Most bytes held while the destination does not keep up (a reader that stopped reading a
+   * Most characters held while the destination does not keep up (a reader that stopped reading a
    * pipe). A line that would go past it is dropped and counted, never queued: memory stays bounded.
    */
-  maxBytes?: number
+  maxChars?: number
   /** Longest a partial batch waits before it is written. */
   flushIntervalMs?: number
 }
 
 /**
- * The access log's destination: pino's own asynchronous writer (sonic-boom) on a file
- * descriptor, in batches, one write in flight at most. It finishes partial writes and retries
- * EAGAIN (a full non-blocking pipe, as `strata serve | tee log` with a slow reader gives), so no
- * line is lost or cut while the destination only falls behind. If it falls behind by more than
- * `maxBytes`, new lines are dropped and counted; the count is written as a warning line once the
- * destination has caught up. A broken destination (EPIPE: the reader is gone) drops everything
- * after it, counted the same way; it never takes the process down.
+ * The process's stdout writer: pino's own asynchronous writer (sonic-boom) on a file descriptor,
+ * which finishes partial writes and retries EAGAIN (a full non-blocking pipe, as
+ * `strata serve | tee log` with a slow reader gives), so no line is lost or cut while the
+ * destination only falls behind.
+ *
+ * In front of it, a thin batching layer, because sonic-boom alone measured 1–3 µs per line
+ * (`node bench/access-lines.js`): it re-measures its pending buffer on every write, and writes at
+ * most 16 KiB per round trip to the thread pool, so a burst outran it. Here a line costs an
+ * array push; lines are joined and handed over in batches (16 KiB, or every second), one batch in
+ * flight at most, each written whole by one write(2) where the destination takes it.
+ *
+ * Bounded: past `maxChars` waiting, new lines are dropped and counted, and the count is written as
+ * a warning line once the destination has caught up. A broken destination (EPIPE: the reader is
+ * gone) drops everything after it, counted the same way; nothing here throws or blocks.
  */
 export class LineWriter {
   readonly #out: SonicBoom
   readonly #fd: number
+  readonly #batchChars: number
+  readonly #maxChars: number
+  readonly #timer: NodeJS.Timeout
+  #pending: string[] = []
+  #pendingChars = 0
+  /** A batch was handed to sonic-boom and is not fully written yet. */
+  #busy = false
+  /** An operational line is waiting: hand over at the next chance, without waiting for a full batch. */
+  #urgent = false
   #dropped = 0
   #reported = 0
+  /** Broken (EPIPE) or ended (closed): lines from now on are dropped and counted. */
   #broken = false
+  /** close() was called (set before its promise exists: the promise's executor already hands over). */
+  #closeRequested = false
   #closing: Promise<void> | undefined
 
   constructor(fd: number, opts: LineWriterOptions = {}) {
     this.#fd = fd
-    this.#out = new SonicBoom({
-      fd,
-      sync: false,
-      minLength: opts.minBytes ?? 4096,
-      maxLength: opts.maxBytes ?? 16 * 1024 * 1024,
-      periodicFlush: opts.flushIntervalMs ?? 1000,
-    })
-    this.#out.on('drop', () => this.#dropped++)
+    this.#batchChars = opts.batchChars ?? 16_384
+    this.#maxChars = opts.maxChars ?? 16 * 1024 * 1024
+    this.#out = new SonicBoom({ fd, sync: false })
     this.#out.on('error', () => {
-      // EPIPE and the like (EAGAIN is retried inside sonic-boom). Nothing will be written again.
+      // EPIPE and the like (EAGAIN is retried inside sonic-boom): nothing will be written again.
       this.#broken = true
+      this.#busy = false
+      this.#dropped += this.#pending.length
+      this.#pending = []
+      this.#pendingChars = 0
     })
-    this.#out.on('drain', () => this.#reportDrops())
+    // Emitted when a handed-over batch is fully written.
+    this.#out.on('drain', () => {
+      this.#busy = false
+      if (this.#pendingChars >= this.#batchChars || this.#urgent || this.#closeRequested) this.#handOver()
+    })
+    this.#timer = setInterval(() => this.#handOver(), opts.flushIntervalMs ?? 1000)
+    this.#timer.unref()
   }
 
   /** Queues one line (ending in "\n"). Never throws, never blocks. */
   write(line: string): void {
-    if (this.#broken) this.#dropped++
-    else this.#out.write(line)
+    if (this.#broken || this.#pendingChars + line.length > this.#maxChars) {
+      this.#dropped++
+      return
+    }
+    this.#pending.push(line)
+    this.#pendingChars += line.length
+    if (this.#pendingChars >= this.#batchChars && !this.#busy) this.#handOver()
   }
 
   /**
-   * Queues one line and starts writing it now, without waiting for a batch: for the rare
-   * operational lines ("listening", errors) that share the descriptor, so tools see them at once
-   * and no line is ever written into the middle of another (as two writers on one fd would).
+   * Queues one line and writes it as soon as the writer is free, without waiting for a batch: for
+   * the rare operational lines ("listening", errors) that share the descriptor, so tools see them
+   * at once and no line is ever written into the middle of another (as two writers on one fd do).
    */
   writeNow(line: string): void {
     this.write(line)
-    if (!this.#broken) this.#out.flush()
+    this.#urgent = true
+    this.#handOver()
   }
 
-  /** Lines dropped so far (the destination fell more than `maxBytes` behind, or broke). */
+  /** Lines dropped so far (the destination fell more than `maxChars` behind, or broke). */
   get dropped(): number {
     return this.#dropped
   }
 
   /**
    * Writes out what is still queued and stops (shutdown). Waits for the destination at most
-   * `timeoutMs` (a reader that never reads again must not hold the process): the writes stay
-   * asynchronous, so a write in flight and its retries finish in order, before the rest.
+   * `timeoutMs` (a reader that never reads again must not hold the process). The writes stay
+   * asynchronous, so a batch in flight and its retries finish, in order, before the rest: a
+   * synchronous flush would have to write around it. Closes the descriptor unless it is 1 or 2.
    */
   close(timeoutMs = 5000): Promise<void> {
+    this.#closeRequested = true
     this.#closing ??= new Promise<void>((resolve) => {
-      const timer = setTimeout(done, timeoutMs)
+      clearInterval(this.#timer)
+      const timer = setTimeout(resolve, timeoutMs)
       timer.unref()
-      function done() {
+      const done = () => {
         clearTimeout(timer)
         resolve()
       }
       if (this.#broken) return done()
-      this.#reportDrops()
       this.#out.once('close', done)
       this.#out.once('error', done)
-      this.#out.end()
+      this.#handOver()
     })
     return this.#closing
   }
 
+  /** Hands everything pending to sonic-boom as one string, if it is free; ends it when closing and empty. */
+  #handOver(): void {
+    if (this.#busy || this.#broken) return
+    this.#reportDrops()
+    if (this.#pending.length === 0) {
+      if (this.#closeRequested) {
+        this.#broken = true
+        this.#out.end()
+      }
+      return
+    }
+    const data = this.#pending.length === 1 ? this.#pending[0]! : this.#pending.join('')
+    this.#pending = []
+    this.#pendingChars = 0
+    this.#urgent = false
+    this.#busy = true
+    this.#out.write(data)
+  }
+
+  /** Adds a warning line with the count of lines dropped since the last one. */
   #reportDrops(): void {
     const n = this.#dropped - this.#reported
-    if (n === 0 || this.#broken) return
+    if (n === 0) return
     this.#reported = this.#dropped
-    this.#out.write(`{"level":40,"time":${Date.now()},"pid":${process.pid},"module":"access-log","dropped":${n},"fd":${this.#fd},"msg":"access log lines dropped: the destination did not keep up"}\n`)
+    const line = `{"level":40,"time":${Date.now()},"pid":${process.pid},"module":"line-writer","dropped":${n},"fd":${this.#fd},"msg":"log lines dropped: the destination did not keep up"}\n`
+    this.#pending.push(line)
+    this.#pendingChars += line.length
   }
 }
