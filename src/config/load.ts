@@ -140,10 +140,12 @@ export function resolveConfig(input: unknown): StrataConfig {
       sticky['ttlMs'] ??= 3_600_000
     }
   }
-  if (cfg.esi?.allowedHosts) {
-    cfg.esi.allowedHosts.forEach((h, i) => {
+  for (const field of ['allowedHosts', 'credentialHosts'] as const) {
+    const list = cfg.esi?.[field]
+    if (!Array.isArray(list)) continue
+    list.forEach((h, i) => {
       if (typeof h === 'string' && !/^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/.test(h)) {
-        problems.push(`esi.allowedHosts[${i}]: must be "host" or "host:port"`)
+        problems.push(`esi.${field}[${i}]: must be "host" or "host:port"`)
       }
     })
   }

@@ -156,6 +156,8 @@ export const EsiSchema = Obj({
   enabled: Type.Boolean({ default: true }),
   paths: Type.Array(Type.String({ pattern: '^/' }), { default: [] }),
   allowedHosts: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
+  /** Hosts (besides the page's own origin) that receive the client's Cookie and Authorization. */
+  credentialHosts: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
   maxDepth: Type.Integer({ minimum: 0, maximum: 20, default: 5 }),
   maxConcurrentIncludes: Type.Integer({ minimum: 1, default: 32 }),
   maxIncludes: Type.Integer({ minimum: 1, default: 256 }),

@@ -7,7 +7,7 @@ import { CacheControlFold } from './cache-control.js'
 import { Cancel, IncludeTimeout, Semaphore } from './concurrency.js'
 import { evaluate } from './expression.js'
 import type { EsiInclude, EsiNode, EsiProgram } from './program.js'
-import { resolveIncludeSrc } from './resolve-src.js'
+import { credentialsAllowed, resolveIncludeSrc } from './resolve-src.js'
 import { escapeHtml, RequestVars } from './variables.js'
 
 /**
@@ -31,7 +31,8 @@ export interface FragmentResponse {
 
 /**
  * Sends one include through strata's pipeline. `headers` holds only the `esi.forwardHeaders` of
- * the client request; `signal` aborts on timeout, on a fatal failure and when the client leaves;
+ * the client request, without Cookie and Authorization unless the include is on the page's origin
+ * or on a host in `esi.credentialHosts`; `signal` aborts on timeout, on a fatal failure and when the client leaves;
  * `depth` is 1 for the page's own includes.
  */
 export type FragmentFetcher = (
@@ -43,8 +44,11 @@ export type FragmentLookup = (url: URL, init: { readonly headers: Record<string,
 
 export type AssembleConfig = Pick<
   EsiConfig,
-  'allowedHosts' | 'maxDepth' | 'maxConcurrentIncludes' | 'maxIncludes' | 'fragmentTimeoutMs' | 'onError' | 'forwardHeaders'
+  'allowedHosts' | 'credentialHosts' | 'maxDepth' | 'maxConcurrentIncludes' | 'maxIncludes' | 'fragmentTimeoutMs' | 'onError' | 'forwardHeaders'
 >
+
+/** Client headers that carry the visitor's identity: sent only where `credentialsAllowed` says. */
+const CREDENTIAL_HEADERS: ReadonlySet<string> = new Set(['cookie', 'authorization'])
 
 export interface AssembleContext {
   /** The URL the client asked for (relative `src` resolve against it; QUERY_STRING reads it). */
@@ -200,7 +204,11 @@ class State {
   readonly memoryOnly: boolean
   /** memoryOnly and something was not in memory: the output is not the page. */
   incomplete = false
+  readonly pageUrl: URL
+  /** The forwarded client headers, for the page's origin and `esi.credentialHosts`. */
   readonly forward: Record<string, string> = {}
+  /** The same without Cookie and Authorization, for every other (allowlisted) host. */
+  readonly forwardAnonymous: Record<string, string> = {}
   fetches = 0
   aborted = false
   fatal: StrataError | undefined
@@ -216,13 +224,23 @@ class State {
     this.fetch = ctx.fetch
     this.lookup = ctx.lookup
     this.memoryOnly = ctx.memoryOnly === true
+    this.pageUrl = ctx.pageUrl
     for (const name of ctx.config.forwardHeaders) {
       const n = name.toLowerCase()
       const v = ctx.headers[n]
-      if (v !== undefined) this.forward[n] = Array.isArray(v) ? v.join(n === 'cookie' ? '; ' : ', ') : v
+      if (v === undefined) continue
+      const joined = Array.isArray(v) ? v.join(n === 'cookie' ? '; ' : ', ') : v
+      this.forward[n] = joined
+      if (!CREDENTIAL_HEADERS.has(n)) this.forwardAnonymous[n] = joined
     }
-    // One object shared by every fetch of the page: frozen so a fetcher cannot leak changes.
+    // Objects shared by every fetch of the page: frozen so a fetcher cannot leak changes.
     Object.freeze(this.forward)
+    Object.freeze(this.forwardAnonymous)
+  }
+
+  /** The headers an include of `url` carries: credentials only to the page's origin and `esi.credentialHosts`. */
+  headersFor(url: URL): Record<string, string> {
+    return credentialsAllowed(url, this.pageUrl, this.config.credentialHosts) ? this.forward : this.forwardAnonymous
   }
 
   /** Resolves with the fatal error, if one happens. Created on first use: a page assembled from memory never waits on it. */
@@ -316,7 +334,7 @@ class State {
     if (depth > this.config.maxDepth || this.fetches >= this.config.maxIncludes || scope.cancel.aborted) return false
     const url = resolveIncludeSrc(this.vars.render(node.src, encodeURIComponent), frag.baseUrl, this.config.allowedHosts)
     if (!(url instanceof URL) || frag.chain.includes(url.href)) return false
-    const res = this.lookup!(url, { headers: this.forward, depth })
+    const res = this.lookup!(url, { headers: this.headersFor(url), depth })
     if (res === undefined || res.statusCode < 200 || res.statusCode > 299) return false
     // A nested template under onError "fail" must settle before it counts: the async path does that.
     if (res.program?.hasEsi && this.config.onError === 'fail') return false
@@ -392,7 +410,7 @@ class State {
           ctl.abort(e)
           reject(e)
         }, ms)
-        this.fetch(url, { headers: this.forward, signal: ctl.signal, depth }).then(resolve, reject)
+        this.fetch(url, { headers: this.headersFor(url), signal: ctl.signal, depth }).then(resolve, reject)
       })
     } catch (err) {
       if (err instanceof IncludeTimeout) return fail('timeout', err.message)

@@ -106,6 +106,26 @@ function hostAllowed(url: URL, allowedHosts: readonly string[]): boolean {
 
 type Resolution = URL | { error: string }
 
+/** Per credentialHosts list, per page URL: whether each (shared, resolved) include URL may get credentials. */
+const credMemo = new WeakMap<readonly string[], WeakMap<URL, WeakMap<URL, boolean>>>()
+
+/**
+ * May the client's credentials (Cookie, Authorization) go with an include of `url`? Only to the
+ * page's own origin and to hosts in `esi.credentialHosts` (same form as `esi.allowedHosts`): an
+ * allowlisted third party may serve fragments without learning the visitor's session. Both URLs
+ * are the shared objects `resolveIncludeSrc` works with, so the answer is remembered per pair (an
+ * `origin` comparison allocates two strings; a cached page asks this for every include).
+ */
+export function credentialsAllowed(url: URL, pageUrl: URL, credentialHosts: readonly string[]): boolean {
+  let pages = credMemo.get(credentialHosts)
+  if (pages === undefined) credMemo.set(credentialHosts, (pages = new WeakMap()))
+  let table = pages.get(pageUrl)
+  if (table === undefined) pages.set(pageUrl, (table = new WeakMap()))
+  let ok = table.get(url)
+  if (ok === undefined) table.set(url, (ok = url.origin === pageUrl.origin || hostAllowed(url, credentialHosts)))
+  return ok
+}
+
 /**
  * Resolutions are pure functions of (src, base, allowlist), and a site has few distinct srcs, so
  * they are remembered per base URL object: callers reuse the URL objects of the pages they serve

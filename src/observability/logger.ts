@@ -5,10 +5,10 @@ export type { Logger }
 
 export interface LoggerHandle {
   logger: Logger
-  /** Where the access log writes its lines (buffered; see LineWriter). */
+  /** Where the access log writes its lines (buffered, asynchronous; see LineWriter). */
   accessLines: LineWriter
-  /** Writes out whatever is still buffered (call on shutdown). */
-  flush(): void
+  /** Writes out whatever is still buffered, waiting a bounded time for stdout (call on shutdown). */
+  flush(): Promise<void>
 }
 
 /**
@@ -22,15 +22,17 @@ export function createLogger(level: string = process.env['STRATA_LOG_LEVEL'] ?? 
 }
 
 /**
- * The server process's logging: operational lines (startup, errors, state changes: a few per
- * minute) go out synchronously so tools see "listening" at once and nothing is lost on a crash;
- * the access log (one line per request) goes through a buffered asynchronous writer, because a
- * write(2) per request cost about a third of cache-hit throughput.
+ * The server process's logging. Everything on stdout goes through one asynchronous writer, so
+ * that lines never interleave mid-line (a second writer on the same fd would write into a batch
+ * that is still half written when stdout is a pipe that filled up). The access log (one line per
+ * request) is written in batches, because a write(2) per request cost about a third of cache-hit
+ * throughput; operational lines (startup, errors, state changes: a few per minute) start a write
+ * at once, so tools see "listening" without delay.
  */
 export function createServerLogger(level: string): LoggerHandle {
-  const logger = createLogger(level)
   const accessLines = new LineWriter(1)
-  return { logger, accessLines, flush: () => accessLines.flushSync() }
+  const logger = createLogger(level, { write: (line: string) => accessLines.writeNow(line) })
+  return { logger, accessLines, flush: () => accessLines.close() }
 }
 
 /** A logger that drops everything; the default for library code and unit tests. */

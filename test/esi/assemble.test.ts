@@ -239,6 +239,26 @@ describe('assembly: what is fetched', () => {
     expect(seen).toEqual({ cookie: 'a=1; b=2', 'accept-language': 'de', authorization: 'Bearer t' })
   })
 
+  it('sends Cookie and Authorization only to the page origin and esi.credentialHosts', async () => {
+    const seen = new Map<string, Record<string, string>>()
+    const fetch: FragmentFetcher = async (url, init) => {
+      seen.set(url.href, init.headers)
+      return ok('x')
+    }
+    const headers = { cookie: 'sid=1', 'accept-language': 'de', authorization: 'Bearer t' }
+    const t = '<esi:include src="/own"/><esi:include src="http://ads.test/a"/><esi:include src="http://cdn.test:8080/b"/><esi:include src="https://site.test/c"/>'
+    const allowedHosts = ['ads.test', 'cdn.test:8080', 'site.test']
+    await run(t, { fetch, headers, config: { allowedHosts } })
+    expect(seen.get('http://site.test/own')).toEqual(headers)
+    // Allowlisted third parties (and the page's host over another scheme) get no credentials by default.
+    for (const href of ['http://ads.test/a', 'http://cdn.test:8080/b', 'https://site.test/c']) expect(seen.get(href)).toEqual({ 'accept-language': 'de' })
+    seen.clear()
+    await run(t, { fetch, headers, config: { allowedHosts, credentialHosts: ['cdn.test:8080'] } })
+    expect(seen.get('http://site.test/own')).toEqual(headers)
+    expect(seen.get('http://cdn.test:8080/b')).toEqual(headers)
+    expect(seen.get('http://ads.test/a')).toEqual({ 'accept-language': 'de' })
+  })
+
   it('abort() stops pending fetches and ends the result', async () => {
     const m = manualFetcher()
     const a = assemble(compile('x<esi:include src="/slow"/>'), { pageUrl: page, headers: {}, fetch: m.fetch, config: baseConfig })

@@ -5,6 +5,7 @@ export const baseConfig: EsiConfig = {
   enabled: true,
   paths: [],
   allowedHosts: [],
+  credentialHosts: [],
   maxDepth: 5,
   maxConcurrentIncludes: 32,
   maxIncludes: 256,

@@ -88,6 +88,7 @@ describe('config', () => {
     [{ ...valid, balancer: { algorithm: 'fastest' } }, 'balancer.algorithm: must be one of "round-robin", "weighted", "least-connections", "random", "p2c", "consistent-hash"'],
     [{ ...valid, timeouts: { connectMs: -1 } }, 'timeouts.connectMs: must be >= 1'],
     [{ ...valid, esi: { allowedHosts: ['http://evil'] } }, 'esi.allowedHosts[0]: must be "host" or "host:port"'],
+    [{ ...valid, esi: { credentialHosts: ['ok.test', 'https://evil'] } }, 'esi.credentialHosts[1]: must be "host" or "host:port"'],
     [{ upstreams: [{ id: 'b1', url: 'http://a', backup: true }] }, 'upstreams: at least one upstream must not be a backup'],
     [{ ...valid, cache: { redis: 'http://nope' } }, 'cache.redis'],
   ])('names the bad field: %j', (input, expected) => {

@@ -285,6 +285,25 @@ describe('ESI security (SSRF)', () => {
     expect(other.hits('/x')).toBe(1)
     expect(other.requests[0]!.headers['surrogate-capability']).toBe('strata="ESI/1.0"')
   })
+
+  it('sends Cookie and Authorization to same-origin includes only, unless the host is in esi.credentialHosts', async () => {
+    const other = await routedOrigin({ '/x': text('OTHER', 'private') })
+    const o = await routedOrigin({
+      '/page': template(`[<esi:include src="/own"/>|<esi:include src="http://127.0.0.1:${other.port}/x"/>]`, 'private'),
+      '/own': text('OWN', 'private'),
+    })
+    const creds = { cookie: 'sid=s3cret', authorization: 'Bearer t0ken', 'accept-language': 'de' }
+    const received = (origin: Origin, path: string) => origin.requests.filter((q) => q.url === path).map((q) => [q.headers['cookie'], q.headers['authorization'], q.headers['accept-language']])
+
+    const plain = await strataFor(o, { esi: { allowedHosts: [`127.0.0.1:${other.port}`] } })
+    expect((await get(`${plain.url}/page`, creds)).body).toBe('[OWN|OTHER]')
+    expect(received(o, '/own')).toEqual([['sid=s3cret', 'Bearer t0ken', 'de']])
+    expect(received(other, '/x')).toEqual([[undefined, undefined, 'de']])
+
+    const trusted = await strataFor(o, { esi: { allowedHosts: [`127.0.0.1:${other.port}`], credentialHosts: [`127.0.0.1:${other.port}`] } })
+    expect((await get(`${trusted.url}/page`, creds)).body).toBe('[OWN|OTHER]')
+    expect(received(other, '/x')).toEqual([[undefined, undefined, 'de'], ['sid=s3cret', 'Bearer t0ken', 'de']])
+  })
 })
 
 describe('ESI nesting', () => {
