@@ -119,7 +119,8 @@ export interface ForwarderOptions {
 
 /**
  * Sends one request to a picked upstream, retrying idempotent requests on another server when
- * the failure allows it (a connection failure, or a configured 502/503/504). A request whose
+ * the failure allows it (a connection failure, or a configured 502/503/504, strata's own response
+ * timeout counting as a 504). A request whose
  * streamed body may have been sent is never retried, since its body is gone.
  */
 export class Forwarder {
@@ -192,7 +193,8 @@ export class Forwarder {
         const connectError = e.code === 'STRATA_UPSTREAM_CONNECT'
         done({ ok: false, connectError, aborted: req.signal?.aborted === true, durationMs: performance.now() - started })
         lastError = e
-        if (connectError && retryable(attempt, true)) {
+        // No head arrived in `responseMs`: strata's own 504, retried as an upstream's would be.
+        if ((connectError && retryable(attempt, true)) || (e.code === 'STRATA_UPSTREAM_TIMEOUT' && retryable(attempt, false, 504))) {
           ;(tried ??= new Set()).add(upstream.id)
           continue
         }
@@ -341,7 +343,8 @@ class AttemptHandler implements Dispatcher.DispatchHandler {
     this.#done({ ok: false, connectError, aborted, durationMs: performance.now() - this.#started })
     if (aborted) return run.sink.error(e)
     run.failed(e)
-    if (connectError && run.retryable(true)) run.next(id)
+    // State 0: no head yet, so a timeout is strata's own 504, retried as an upstream's would be.
+    if ((connectError && run.retryable(true)) || (e.code === 'STRATA_UPSTREAM_TIMEOUT' && run.retryable(false, 504))) run.next(id)
     else run.sink.error(e)
   }
 }
