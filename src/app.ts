@@ -15,7 +15,9 @@ import { SURROGATE_CAPABILITY } from './esi/index.js'
 import { createAdminServer } from './admin/server.js'
 import { upstreamRoutes } from './admin/upstream-routes.js'
 import { cacheRoutes } from './admin/cache-routes.js'
+import { dashboardRoutes } from './admin/dashboard.js'
 import { VERSION } from './version.js'
+import { StrataMetrics } from './observability/metrics.js'
 
 export interface StrataAddresses {
   proxy: { host: string; port: number; url: string }
@@ -26,6 +28,8 @@ export interface Strata {
   readonly config: StrataConfig
   readonly proxy: FastifyInstance
   readonly admin: FastifyInstance | null
+  /** The Prometheus registry and the request instruments (served at the admin's /metrics). */
+  readonly metrics: StrataMetrics
   listen(): Promise<StrataAddresses>
   /** Stop accepting, let in-flight requests finish (bounded by timeouts.shutdownMs), release pools. */
   close(): Promise<void>
@@ -61,13 +65,24 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     redisTimeoutMs: config.cache.redisTimeoutMs,
   })
   balancer.on('removed', (u) => void pools.remove(u.id))
-  const forwarder = new Forwarder({ pools, balancer, asyncPick: learnRedis !== undefined, retries: config.balancer.retries, retryOn: config.balancer.retryOn })
+  // The page cache and balancer are created below; the collectors read them at scrape time.
+  let cacheRef: PageCache | undefined
+  const metrics = new StrataMetrics({ sources: { cache: () => cacheRef!.stats(), upstreams: () => balancer.list() } })
+  const forwarder = new Forwarder({
+    pools,
+    balancer,
+    asyncPick: learnRedis !== undefined,
+    retries: config.balancer.retries,
+    retryOn: config.balancer.retryOn,
+    onAttempt: (id, o) => metrics.upstreamAttempt(id, o),
+  })
 
   // The page cache calls esi.prepare when a template enters memory; esi needs the cache to fetch
   // fragments through it, so the hook is bound late.
   let esi: EsiDelivery | undefined
   const cache = new PageCache({ config: config.cache, logger, ...(config.esi.enabled ? { prepare: (e: CacheEntry) => esi?.prepare(e) } : {}) })
-  if (config.esi.enabled) esi = new EsiDelivery({ config: config.esi, cache, logger, maxBodyBytes: config.cache.maxObjectBytes })
+  cacheRef = cache
+  if (config.esi.enabled) esi = new EsiDelivery({ config: config.esi, cache, logger, maxBodyBytes: config.cache.maxObjectBytes, metrics })
   const pipeline = new EdgePipeline({
     logger,
     cache,
@@ -77,14 +92,17 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     trustProxy: compileTrustProxy(config.trustProxy),
     ...(esi === undefined ? {} : { esi, extraUpstreamHeaders: { 'surrogate-capability': SURROGATE_CAPABILITY } }),
   })
-  const proxy = createProxyServer({ config, logger, pipeline, ...(opts.accessLines === undefined ? {} : { accessLines: opts.accessLines }) })
-  const admin = config.admin.enabled ? createAdminServer({ config, logger, version: VERSION, routes: [upstreamRoutes(balancer), cacheRoutes(cache, balancer)] }) : null
+  const proxy = createProxyServer({ config, logger, pipeline, metrics, ...(opts.accessLines === undefined ? {} : { accessLines: opts.accessLines }) })
+  const admin = config.admin.enabled
+    ? createAdminServer({ config, logger, version: VERSION, metrics, routes: [upstreamRoutes(balancer), cacheRoutes(cache, balancer, metrics), dashboardRoutes()] })
+    : null
 
   let closing: Promise<void> | undefined
   return {
     config,
     proxy,
     admin,
+    metrics,
     async listen() {
       balancer.start()
       await cache.ready()

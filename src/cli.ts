@@ -4,12 +4,16 @@ import { adminTokenGenerated, loadConfigFile, ConfigError } from './config/load.
 import { createStrata, type Strata } from './app.js'
 import { createLogger, createServerLogger, type Logger } from './observability/logger.js'
 import { VERSION } from './version.js'
+import { printableConfig } from './config/printable.js'
 
 const USAGE = `strata ${VERSION} — a multi-tier caching reverse proxy
 
 Usage:
   strata serve --config <file.json>          run the proxy and its admin API
-  strata check-config --config <file.json>   validate a config; print every problem, exit 1 if any
+  strata check-config --config <file.json> [--print]
+                                             validate a config; print every problem, exit 1 if any;
+                                             --print: the effective config (defaults applied,
+                                             secrets as "***") as JSON on stdout
   strata demo [--port 2001] [--admin-port 4001]
                                              run the demo cluster: two webservers behind strata
   strata demo-webserver --id b1 [--port 3001] [--host 0.0.0.0]
@@ -33,6 +37,7 @@ export async function main(argv: string[]): Promise<number> {
         'admin-port': { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
+        print: { type: 'boolean' },
       },
     })
   } catch (err) {
@@ -54,8 +59,9 @@ export async function main(argv: string[]): Promise<number> {
     case 'check-config': {
       if (!values.config) return usage('check-config needs --config <file>')
       try {
-        loadConfigFile(values.config)
-        process.stdout.write(`${values.config}: ok\n`)
+        const config = loadConfigFile(values.config)
+        if (values.print) process.stdout.write(`${JSON.stringify(printableConfig(config), null, 2)}\n`)
+        else process.stdout.write(`${values.config}: ok\n`)
         return 0
       } catch (err) {
         return reportConfigError(err)

@@ -1,6 +1,16 @@
 import type { FastifyInstance } from 'fastify'
 import type { PageCache } from '../page-cache/page-cache.js'
 import type { Balancer } from '../balancer/index.js'
+import type { MetricsSummary } from '../observability/metrics.js'
+
+/** How many purges GET /purges remembers. */
+const RECENT_PURGES = 20
+
+/** What the routes report to, and read from, the metrics. */
+export interface CacheRouteMetrics {
+  purged(cmd: unknown): void
+  summary(): Promise<MetricsSummary>
+}
 
 /**
  * Invalidation and statistics. POST /purge takes exactly one of
@@ -8,17 +18,25 @@ import type { Balancer } from '../balancer/index.js'
  * the page cache validates it (a bad body is a 400 naming the problem) and answers how many
  * entries were affected. With Redis, the purge reaches every strata node through the bus.
  */
-export function cacheRoutes(cache: PageCache, balancer: Balancer): (app: FastifyInstance) => void {
+export function cacheRoutes(cache: PageCache, balancer: Balancer, metrics?: CacheRouteMetrics): (app: FastifyInstance) => void {
+  /** The last purges through this API, newest first, for the dashboard. */
+  const recent: Array<{ at: string; command: unknown; purged: number }> = []
   return (app) => {
     app.post('/purge', async (request) => {
       const result = await cache.purge(request.body)
+      metrics?.purged(request.body)
+      recent.unshift({ at: new Date().toISOString(), command: request.body, purged: result.purged })
+      if (recent.length > RECENT_PURGES) recent.length = RECENT_PURGES
       return result
     })
+
+    app.get('/purges', async () => ({ purges: recent }))
 
     app.get('/stats', async () => {
       const upstreams = balancer.list()
       return {
         cache: await cache.fullStats(),
+        ...(metrics === undefined ? {} : await metrics.summary()),
         upstreams: upstreams.map((u) => ({ id: u.id, state: u.state, health: u.health, active: u.active, failures: u.failures, latencyEwmaMs: u.latencyEwmaMs })),
         process: { uptimeSeconds: Math.round(process.uptime()), rssBytes: process.memoryUsage.rss(), heapUsedBytes: process.memoryUsage().heapUsed },
       }

@@ -10,10 +10,15 @@ export interface AdminServerOptions {
   version: string
   /** Routes contributed by the tiers (purge, stats, upstreams…), registered behind the token. */
   routes?: ReadonlyArray<(app: FastifyInstance) => void>
+  /** The Prometheus exposition for GET /metrics (absent: no such route). */
+  metrics?: { text(): Promise<{ contentType: string; body: string }> }
 }
 
-/** Paths served without a token: liveness only, nothing about the cache or upstreams. */
-const PUBLIC_PATHS = new Set(['/health'])
+/**
+ * Paths served without a token: liveness, and the dashboard page (a static page that asks for the
+ * token itself and sends it with every API call; it contains nothing about the cache or upstreams).
+ */
+const PUBLIC_PATHS = new Set(['/health', '/'])
 
 /**
  * The admin API: a second fastify instance bound to admin.host (loopback by default); every route
@@ -25,10 +30,11 @@ export function createAdminServer(opts: AdminServerOptions): FastifyInstance {
   const app = fastify({ logger: false, bodyLimit: 1024 * 1024, forceCloseConnections: true })
   const authorized = createTokenCheck(config.admin.token)
   const startedAt = Date.now()
+  const publicPaths = config.admin.publicMetrics ? new Set([...PUBLIC_PATHS, '/metrics']) : PUBLIC_PATHS
 
   app.addHook('onRequest', (request, reply, done) => {
     const path = request.url.split('?', 1)[0]!
-    if (PUBLIC_PATHS.has(path) || authorized(request.headers.authorization)) return done()
+    if (publicPaths.has(path) || authorized(request.headers.authorization)) return done()
     reply
       .code(401)
       .header('www-authenticate', 'Bearer realm="strata-admin"')
@@ -36,7 +42,11 @@ export function createAdminServer(opts: AdminServerOptions): FastifyInstance {
   })
 
   app.addHook('onResponse', (request, reply, done) => {
-    if (request.url !== '/health') log.info({ method: request.method, url: request.url, status: reply.statusCode }, 'admin request')
+    // Reads (the dashboard polls every second, Prometheus scrapes) go to debug; changes to info.
+    if (request.url === '/health') return done()
+    const line = { method: request.method, url: request.url, status: reply.statusCode }
+    if (request.method === 'GET' && reply.statusCode < 400) log.debug(line, 'admin request')
+    else log.info(line, 'admin request')
     done()
   })
 
@@ -62,6 +72,14 @@ export function createAdminServer(opts: AdminServerOptions): FastifyInstance {
     node: process.version,
     config: summarize(config),
   }))
+
+  const metrics = opts.metrics
+  if (metrics !== undefined) {
+    app.get('/metrics', async (_request, reply) => {
+      const { contentType, body } = await metrics.text()
+      return reply.header('content-type', contentType).send(body)
+    })
+  }
 
   for (const register of opts.routes ?? []) register(app)
   return app

@@ -23,6 +23,8 @@ export const AdminSchema = Obj({
   host: Type.String({ minLength: 1, default: '127.0.0.1' }),
   port: Type.Optional(Port),
   token: Type.Optional(Type.String({ minLength: 1 })),
+  /** Serve GET /metrics without the token, so a Prometheus scraper needs no secret. */
+  publicMetrics: Type.Boolean({ default: false }),
 })
 
 export const UpstreamSchema = Type.Object(
@@ -191,6 +193,8 @@ export const ConfigSchema = Type.Object(
      * appends to; from anyone else they are dropped. Checked by the loader (ipaddr.js).
      */
     trustProxy: Type.Array(Type.String({ minLength: 1 }), { default: [], maxItems: 1000 }),
+    /** Add a Server-Timing header (cache lookup, upstream, ESI assembly durations) to responses. */
+    serverTiming: Type.Boolean({ default: false }),
   },
   { additionalProperties: false },
 )
@@ -201,7 +205,7 @@ type Raw = Static<typeof ConfigSchema>
 export type StrataConfig = Readonly<
   Omit<Raw, 'listen' | 'admin' | '$schema'> & {
     listen: { host: string; port: number }
-    admin: { enabled: boolean; host: string; port: number; token: string }
+    admin: { enabled: boolean; host: string; port: number; token: string; publicMetrics: boolean }
   }
 >
 export type UpstreamConfig = Static<typeof UpstreamSchema>

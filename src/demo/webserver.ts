@@ -1,7 +1,8 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { parseCookies } from '../core/headers.js'
-import type { Duration } from '../data-cache/index.js'
+import { Registry } from 'prom-client'
+import { registerDataCacheMetrics, type Duration } from '../data-cache/index.js'
 import type { Logger } from '../observability/logger.js'
 import type { NewsDb } from './news-db.js'
 import { createNewsReads, type NewsReads } from './news-reads.js'
@@ -65,6 +66,10 @@ export async function startDemoWebserver(opts: DemoWebserverOptions): Promise<De
   })
   // Without a shared L2 the other node may serve an edited article from its L1 until the data
   // cache's TTL runs out; strata must not keep such a page for minutes, so it gets a short life.
+  // The data cache's own metrics in Prometheus format at /metrics (what an application embedding
+  // strata/data-cache would do with its registry).
+  const registry = new Registry()
+  registerDataCacheMetrics(reads, registry, { name: 'news' })
   const articleCacheControl = reads.shared ? 'public, s-maxage=300, max-age=0' : 'public, s-maxage=10, max-age=0'
 
   const send = (res: ServerResponse, status: number, headers: Record<string, string>, body: string) => {
@@ -125,6 +130,10 @@ export async function startDemoWebserver(opts: DemoWebserverOptions): Promise<De
         // database's query count: what the data cache saves, visible with curl.
         const body = JSON.stringify({ servedBy: id, dataCache: { mode: reads.shared ? 'l1+redis' : 'l1-only', ...reads.stats() }, db: { queries: db.queries } })
         return send(res, 200, { 'content-type': 'application/json', 'cache-control': 'no-store' }, body)
+      }
+      if (path === '/metrics') {
+        const body = await registry.metrics()
+        return send(res, 200, { 'content-type': registry.contentType, 'cache-control': 'no-store' }, body)
       }
       if (path === '/api/whoami') {
         return send(res, 200, { 'content-type': 'application/json', 'cache-control': 'no-store' }, JSON.stringify({ servedBy: id, user: cookies.get('user') ?? null, time: new Date().toISOString() }))

@@ -19,6 +19,14 @@ export interface EsiDeliveryOptions {
   logger: Logger
   /** Largest fragment or uncached template strata will buffer (cache.maxObjectBytes). */
   maxBodyBytes: number
+  /** Where assembly times and include outcomes are counted (the app's metrics). */
+  metrics?: EsiMetrics
+}
+
+/** What ESI delivery reports to the metrics. */
+export interface EsiMetrics {
+  esiAssembled(ms: number): void
+  esiInclude(outcome: 'hit' | 'miss' | 'error' | 'timeout', n?: number): void
 }
 
 /** Sends a fragment request upstream: through the balancer for the site's own host, else straight to the allowed host. */
@@ -35,6 +43,7 @@ export class EsiDelivery {
   readonly #cache: PageCache
   readonly #log: Logger
   readonly #maxBody: number
+  readonly #metrics: EsiMetrics | undefined
   /**
    * Page URLs by host + target, reused across requests: a URL parse costs more than a whole
    * memory-only assembly's lookups, and include resolution remembers its answers per URL object.
@@ -48,6 +57,7 @@ export class EsiDelivery {
     this.#cache = opts.cache
     this.#log = opts.logger.child({ module: 'esi' })
     this.#maxBody = opts.maxBodyBytes
+    this.#metrics = opts.metrics
   }
 
   /** The page cache's prepare hook: a compiled program for ESI templates, undefined otherwise. */
@@ -94,6 +104,7 @@ export class EsiDelivery {
     fetchOrigin: FragmentOriginFetch,
   ): Promise<FastifyReply> {
     const { program, cacheControl: templateCacheControl } = found
+    const started = performance.now()
     const pageUrl = this.#pageUrl(request.headers.host, request.url)
     const assembly = assemble(program, {
       pageUrl,
@@ -131,6 +142,11 @@ export class EsiDelivery {
       }
     }
     void assembly.result.then((r) => {
+      const metrics = this.#metrics
+      if (metrics !== undefined) {
+        metrics.esiAssembled(performance.now() - started)
+        for (const f of r.failed) metrics.esiInclude(f.reason === 'timeout' ? 'timeout' : 'error')
+      }
       if (r.anyFailed) this.#log.warn({ url: request.url, failed: r.failed.map((f) => ({ src: f.src, reason: f.reason, handledBy: f.handledBy })) }, 'ESI includes failed')
     })
     // A Range was decided against the template's bytes; the assembled page is sent whole.
@@ -177,11 +193,16 @@ export class EsiDelivery {
     const done = assembly.completeSync()
     if (done === undefined) return undefined
     for (let i = 0; i < hits; i++) this.#cache.countHit()
+    this.#metrics?.esiInclude('hit', hits)
     return { status: result.statusCode, headers: pageHeaders(result.headers, done.cacheControl), page: done.page }
   }
 
   /** A fresh fragment in L1, answered during the program walk (identity-encoded entries only). */
-  readonly #lookup: FragmentLookup = (url, init) => this.#fragmentFromMemory(url, init.headers, true)
+  readonly #lookup: FragmentLookup = (url, init) => {
+    const r = this.#fragmentFromMemory(url, init.headers, true)
+    if (r !== undefined) this.#metrics?.esiInclude('hit')
+    return r
+  }
 
   #pageUrl(host: string | undefined, target: string): URL {
     const h = host ?? 'localhost'
@@ -226,6 +247,7 @@ export class EsiDelivery {
         originHeaders ??= res.headers
         return res
       })
+      this.#metrics?.esiInclude(result.cacheStatus === 'HIT' || result.cacheStatus === 'STALE' ? 'hit' : 'miss')
       return this.#toFragment(result, originHeaders, url.pathname, init.signal)
     }
   }

@@ -4,7 +4,7 @@ import { StrataError } from '../core/errors.js'
 import { appendVia, headerList, headerValue, stripHopByHop, UNKEYED_REQUEST_FIELDS } from '../core/headers.js'
 import type { UpstreamPools } from './upstream-pools.js'
 import type { InterimHandler } from './interim.js'
-import { shouldRetry, type Balancer, type DoneFn, type PickRequest, type PickResult, type RetryOn } from '../balancer/index.js'
+import { shouldRetry, type Balancer, type DoneFn, type PickRequest, type PickResult, type RequestOutcome, type RetryOn } from '../balancer/index.js'
 
 export interface ForwardRequest {
   method: string
@@ -115,6 +115,8 @@ export interface ForwarderOptions {
   retries: number
   /** Which failures may be retried on another server (`balancer.retryOn`). */
   retryOn: readonly RetryOn[]
+  /** Told the outcome of every upstream attempt (the metrics' upstream time and failures). */
+  onAttempt?: (upstreamId: string, outcome: RequestOutcome) => void
 }
 
 /**
@@ -129,13 +131,26 @@ export class Forwarder {
   readonly #asyncPick: boolean
   readonly #retries: number
   readonly #retryOn: readonly RetryOn[]
+  readonly #onAttempt: ((upstreamId: string, outcome: RequestOutcome) => void) | undefined
 
   constructor(opts: ForwarderOptions) {
+    this.#onAttempt = opts.onAttempt
     this.#pools = opts.pools
     this.#balancer = opts.balancer
     this.#asyncPick = opts.asyncPick
     this.#retries = opts.retries
     this.#retryOn = opts.retryOn
+  }
+
+  /** Starts one attempt on `upstream` with the balancer; the returned function ends it (and tells `onAttempt`). */
+  begin(upstream: PickResult['upstream']): DoneFn {
+    const done = this.#balancer.begin(upstream)
+    const observe = this.#onAttempt
+    if (observe === undefined) return done
+    return (o) => {
+      done(o)
+      observe(upstream.id, o)
+    }
   }
 
   /** Whether the balancer is asked asynchronously (learn-mode sticky sessions in Redis); `dispatch` needs a synchronous pick. */
@@ -180,7 +195,7 @@ export class Forwarder {
         throw lastError ?? noUpstream(this.#balancer)
       }
       const { upstream } = picked
-      const done = this.#balancer.begin(upstream)
+      const done = this.begin(upstream)
       const started = performance.now()
       let res: Dispatcher.ResponseData
       try {
@@ -254,7 +269,7 @@ class DirectForward {
       this.sink.error(this.#lastError ?? noUpstream(this.#balancer))
       return
     }
-    const handler = new AttemptHandler(this, picked, this.#balancer.begin(picked.upstream))
+    const handler = new AttemptHandler(this, picked, this.#forwarder.begin(picked.upstream))
     try {
       this.#pools.get(picked.upstream.id, picked.upstream.url).dispatch(this.#forwarder.optionsFor(this.req, picked.upstream), handler)
     } catch (err) {

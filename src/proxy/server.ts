@@ -103,6 +103,8 @@ export interface ProxyServerOptions {
   pipeline: EdgePipeline
   /** Where access-log lines go; default: the logger's own stream. */
   accessLines?: { write(line: string): unknown }
+  /** Counts every finished request (requests by cache status, durations). */
+  metrics?: { recorder(log: AccessLog | undefined): AccessLog }
 }
 
 const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TRACE'] as const
@@ -113,7 +115,9 @@ const METHODS = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE', 'OPTIONS', 'TR
  */
 export function createProxyServer(opts: ProxyServerOptions): FastifyInstance {
   const { config, logger, pipeline } = opts
-  const accessLog = config.log.access ? createAccessLog(logger, opts.accessLines) : undefined
+  const lines = config.log.access ? createAccessLog(logger, opts.accessLines) : undefined
+  // The request metrics ride on the access record: one record per request, built anyway.
+  const accessLog = opts.metrics === undefined ? lines : opts.metrics.recorder(lines)
   const app = fastify({
     // Fresh cache hits and known pass-throughs are answered before fastify sees the request (see
     // EdgePipeline.serveEarly); everything else, and anything they hand back, goes through fastify.

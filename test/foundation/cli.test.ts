@@ -47,6 +47,40 @@ describe('strata CLI', () => {
     expect(r.stderr).toContain('not valid JSON')
   })
 
+  it('check-config --print shows the effective config with defaults applied and secrets masked', () => {
+    const r = run(
+      'check-config',
+      '--print',
+      '--config',
+      file('print.json', {
+        admin: { token: 'super-secret-admin-token' },
+        upstreams: [{ id: 'b1', url: 'http://127.0.0.1:3001' }],
+        balancer: { sticky: { mode: 'insert', secret: 'a-very-secret-sticky-key' } },
+        cache: { redis: 'redis://app:redis-password@127.0.0.1:6379/0' },
+      }),
+    )
+    expect(r.status).toBe(0)
+    expect(r.stdout).not.toContain('super-secret-admin-token')
+    expect(r.stdout).not.toContain('a-very-secret-sticky-key')
+    expect(r.stdout).not.toContain('redis-password')
+    const printed = JSON.parse(r.stdout) as Record<string, any>
+    expect(printed['admin']).toMatchObject({ token: '***', port: 4001, host: '127.0.0.1', publicMetrics: false })
+    expect(printed['balancer'].sticky).toMatchObject({ mode: 'insert', secret: '***', cookie: 'strata_srv' })
+    expect(printed['cache'].redis).toBe('redis://app:***@127.0.0.1:6379/0')
+    // Defaults the file never mentioned.
+    expect(printed['upstreams'][0]).toEqual({ id: 'b1', url: 'http://127.0.0.1:3001', weight: 1, backup: false })
+    expect(printed['timeouts'].connectMs).toBe(3000)
+    expect(printed['cache'].hitForPass).toBe(10)
+    expect(printed['serverTiming']).toBe(false)
+    expect(printed['log']).toEqual({ level: 'info', access: true })
+  })
+
+  it('check-config --print masks the token generated when none is configured', () => {
+    const r = run('check-config', '--print', '--config', file('print-min.json', { upstreams: [{ id: 'b1', url: 'http://127.0.0.1:3001' }] }))
+    expect(r.status).toBe(0)
+    expect((JSON.parse(r.stdout) as { admin: { token: string } }).admin.token).toBe('***')
+  })
+
   it('exits 2 on usage errors', () => {
     expect(run().status).toBe(2)
     expect(run('frobnicate').status).toBe(2)
