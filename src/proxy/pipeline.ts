@@ -144,7 +144,7 @@ export class EdgePipeline {
     // A request body streams upstream as it arrives (the raw request is the stream); GET and
     // HEAD bodies are not forwarded, as on the full path.
     const body = creq.method !== 'GET' && creq.method !== 'HEAD' && hasBody(creq.headers) ? req : null
-    this.#forwarder.dispatch({ method: creq.method, url: creq.url, headers, body, pick: { ip, path: creq.url, headers: creq.headers } }, sink)
+    this.#forwarder.dispatch({ method: creq.method, url: creq.url, headers, body, pick: { ip, path: creq.url, headers: req.headers } }, sink)
     return true
   }
 
@@ -248,7 +248,9 @@ export class EdgePipeline {
       url: req.url,
       headers,
       body: bodyAllowed && request.body != null ? (request.body as Readable) : null,
-      pick: { ip: request.ip, path: req.url, headers: req.headers },
+      // Routing sees the client's own headers (a sticky cookie, a hashOn header), whatever its
+      // Connection header named, and the page's canonical path (also for its fragments).
+      pick: { ip: request.ip, path: canonicalTarget(request.url), headers: request.headers },
       ...(signal === undefined ? {} : { signal }),
     })
     const out: OriginResponseWithCookie = { statusCode: res.statusCode, headers: res.headers, body: res.body, upstreamId: res.upstreamId }
