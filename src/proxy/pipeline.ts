@@ -146,7 +146,7 @@ export class EdgePipeline {
     // HEAD bodies are not forwarded, as on the full path.
     const body = creq.method !== 'GET' && creq.method !== 'HEAD' && hasBody(creq.headers) ? req : null
     const onInterim = (status: number, h: Record<string, string | string[]>) => relayInterim(req, res, status, h)
-    this.#forwarder.dispatch({ method: creq.method, url: creq.url, headers, body, pick: { ip, path: creq.url, headers: creq.headers }, onInterim }, sink)
+    this.#forwarder.dispatch({ method: creq.method, url: creq.url, headers, body, pick: { ip, path: creq.url, headers: req.headers }, onInterim }, sink)
     return true
   }
 
@@ -250,7 +250,9 @@ export class EdgePipeline {
       url: req.url,
       headers,
       body: bodyAllowed && request.body != null ? (request.body as Readable) : null,
-      pick: { ip: request.ip, path: req.url, headers: req.headers },
+      // Routing sees the client's own headers (a sticky cookie, a hashOn header), whatever its
+      // Connection header named, and the page's canonical path (also for its fragments).
+      pick: { ip: request.ip, path: canonicalTarget(request.url), headers: request.headers },
       ...(signal === undefined ? {} : { signal }),
       // The client's own miss: its interim responses (103 Early Hints) go to it, never into the cache.
       ...(reply === undefined ? {} : { onInterim: (status: number, h: Record<string, string | string[]>) => relayInterim(request.raw, reply.raw, status, h) }),

@@ -155,8 +155,9 @@ export function createProxyServer(opts: ProxyServerOptions): FastifyInstance {
   app.route({
     method: [...METHODS],
     url: '*',
-    // The request guard runs here rather than in an onRequest hook: one hook less on every request,
-    // and the body parser only hands over the stream, so nothing was read yet.
+    // EdgeServer runs the request guard on every request and sends the refused ones straight
+    // here; the answer (and its access line) is written here rather than in an onRequest hook:
+    // one hook less on every request, and the body parser only hands over the stream.
     handler: (request: FastifyRequest, reply: FastifyReply) => {
       const facts = (request.strata = new RequestFacts(request, accessLog))
       // Logged when the response closes, whatever happens first (a client gone while the upstream
