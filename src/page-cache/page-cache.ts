@@ -92,7 +92,16 @@ export class PageCache {
     this.#hitForPass = new LRUCache({ max: 10_000 })
     this.#keepMs = (opts.keepSeconds ?? 300) * 1000
     this.nodeId = opts.nodeId ?? randomUUID()
-    const breaker = new CircuitBreaker({ threshold: opts.breaker?.failureThreshold ?? 3, duration: opts.breaker?.cooldownMs ?? 2000, clock: this.#clock })
+    const breaker = new CircuitBreaker({
+      threshold: opts.breaker?.failureThreshold ?? 3,
+      duration: opts.breaker?.cooldownMs ?? 2000,
+      clock: this.#clock,
+      // Once per state change, so an outage logs two lines, not one per request.
+      onChange: (state) => {
+        if (state === 'open') this.#log.warn({ breaker: state }, 'redis circuit breaker opened: L2 is skipped')
+        else this.#log.info({ breaker: state }, `redis circuit breaker ${state}`)
+      },
+    })
     // One deadline + breaker for every Redis call of this cache: L2 reads, writes, purges, bus publishes.
     const call = new RedisCall({ timeoutMs: opts.config.redisTimeoutMs, breaker, logger: this.#log })
     const l2Tier = (store: PageStore) => new L2Tier(store, { call, now: () => this.#clock.now() })

@@ -102,6 +102,20 @@ async function adminStats(s: RunningStrata): Promise<unknown> {
   return r.body.json()
 }
 
+describe('page-cache bus: a subscription gap', () => {
+  it('drops L1 once the subscription is back (invalidations may have been missed meanwhile)', async () => {
+    const { redis } = await redisServer()
+    const o = await origin()
+    const n = await node({ redis: redis.url }, 'gap-node')
+    await get(n, o, '/g')
+    expect(n.peek('http://example.test/g')).toBeDefined()
+    await redis.kill()
+    await redis.restart()
+    await waitFor(() => n.peek('http://example.test/g') === undefined, 10_000)
+    expect((await get(n, o, '/g')).cacheStatus).toBe('MISS')
+  })
+})
+
 describe('an unsafe request on a stalled Redis', () => {
   it('is answered while Redis is still paused; its invalidation reaches L2 and the other node once Redis answers', async () => {
     const { redis, admin } = await redisServer()
