@@ -41,13 +41,13 @@ export async function load(base: string, opts: { requests: number; concurrency: 
 }
 
 /** A load for a fixed short duration instead of a count (the soak); bodies are counted, not kept. */
-export async function loadFor(base: string, opts: { ms: number; concurrency: number; pick: (i: number) => string }): Promise<Outcome[]> {
+export async function loadFor(base: string, opts: { ms: number; concurrency: number; pick: (i: number) => string; /** and at least this many requests */ min?: number }): Promise<Outcome[]> {
   const agent = new Agent({ connections: opts.concurrency, keepAliveTimeout: 10_000 })
   const out: Outcome[] = []
   const until = Date.now() + opts.ms
   let i = 0
   const worker = async () => {
-    while (Date.now() < until) out.push(await one(base, opts.pick(i++), agent, {}, false))
+    while (Date.now() < until || i < (opts.min ?? 0)) out.push(await one(base, opts.pick(i++), agent, {}, false))
   }
   try {
     await Promise.all(Array.from({ length: opts.concurrency }, worker))

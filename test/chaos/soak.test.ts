@@ -63,7 +63,7 @@ describe('chaos: soak', () => {
     onTestFinished(() => s.close())
     const start = sample()
     const pick = () => `/k/${Math.floor(Math.random() * KEYS)}`
-    const phase = async (): Promise<Outcome[]> => loadFor(s.url, { ms: SOAK_MS / 3, concurrency: 8, pick })
+    const phase = async (): Promise<Outcome[]> => loadFor(s.url, { ms: SOAK_MS / 3, concurrency: 8, pick, min: 200 })
 
     const first = await phase()
     const afterFirst = sample()
