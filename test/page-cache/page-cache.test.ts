@@ -550,8 +550,7 @@ describe('a failed coalescing leader', () => {
     const p = make()
     const left = new AbortController()
     // The leader's fetch fails because its requester aborted, not because the origin did.
-    const leader = p
-      .handle({ ...creq('/frag'), signal: left.signal }, () => new Promise((_r, reject) => left.signal.addEventListener('abort', () => reject(new Error('client closed the connection')))))
+    const leader = Promise.resolve(p.handle({ ...creq('/frag'), signal: left.signal }, () => new Promise((_r, reject) => left.signal.addEventListener('abort', () => reject(new Error('client closed the connection'))))))
       .then(() => 'answered', (err: Error) => err.message)
     const waiters = Array.from({ length: N - 1 }, () => get(p, '/frag').then((r) => `${r.statusCode} ${r.text}`))
     await waitFor(() => p.stats().coalescedWaits === N - 1)
