@@ -13,6 +13,8 @@ export interface FlightOutcome {
    * waiters going to it at once is the stampede coalescing is there to prevent.
    */
   error?: Error
+  /** The leader's own requester gave up (see CacheRequest.signal): one waiter fetches in its place. */
+  abandoned?: boolean
 }
 
 interface Flight {

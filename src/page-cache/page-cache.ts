@@ -348,6 +348,9 @@ export class PageCache {
           // waiter to the failing origin at once.
           throw outcome.error
         }
+        // The leader's requester left mid-fetch: the first waiter to wake leads again, the others
+        // join it (leading registers the flight before any await).
+        if (outcome.abandoned === true) return this.#fetch(key, req, fetchOrigin, stale, fwd)
         // Uncacheable or another variant: this request fetches on its own, without coalescing.
         return this.#lead(key, req, fetchOrigin, stale, fwd, 'solo')
       }
@@ -385,7 +388,8 @@ export class PageCache {
     try {
       res = await fetchOrigin(fill, validating ? extra : undefined)
     } catch (err) {
-      done({ error: err instanceof Error ? err : new StrataError('STRATA_UPSTREAM_RESPONSE', String(err)) })
+      if (req.signal?.aborted === true) done({ abandoned: true })
+      else done({ error: err instanceof Error ? err : new StrataError('STRATA_UPSTREAM_RESPONSE', String(err)) })
       const now = this.#clock.now()
       if (this.#canServeStaleIfError(stale, now)) {
         this.#s.staleHits++

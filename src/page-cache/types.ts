@@ -8,6 +8,12 @@ export interface CacheRequest {
   /** Path and query as received (origin-form). */
   url: string
   headers: Record<string, string | string[] | undefined>
+  /**
+   * Aborted when the requester no longer wants the answer (an ESI include whose page's client
+   * left). A fetch that fails after that failed for this requester, not because of the origin:
+   * requests coalesced on it elect a new leader instead of taking its error.
+   */
+  signal?: AbortSignal
 }
 
 /** What an origin fetch returns; the body is streamed and not yet read. */

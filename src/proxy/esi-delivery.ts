@@ -239,6 +239,7 @@ export class EsiDelivery {
     return async (url, init) => {
       const sameSite = url.host === siteHost
       const req = fragmentRequest(url, { ...init.headers, host: url.host })
+      req.signal = init.signal
       // The client-facing result has Surrogate-Control stripped; whether a fragment fetched now is
       // itself a template is read from the origin's own headers.
       let originHeaders: Record<string, string | string[]> | undefined

@@ -8,7 +8,9 @@ export interface Outcome {
   error: string
   /** Response headers (lower-case names). */
   headers: Record<string, string | string[] | undefined>
+  /** The body as text (empty when the load keeps only its length). */
   body: string
+  bytes: number
   ms: number
 }
 
@@ -38,14 +40,14 @@ export async function load(base: string, opts: { requests: number; concurrency: 
   return out
 }
 
-/** A load for a fixed short duration instead of a count (the soak). */
-export async function loadFor(base: string, opts: { ms: number; concurrency: number; pick: (i: number) => string }): Promise<Outcome[]> {
+/** A load for a fixed short duration instead of a count (the soak); bodies are counted, not kept. */
+export async function loadFor(base: string, opts: { ms: number; concurrency: number; pick: (i: number) => string; /** and at least this many requests */ min?: number }): Promise<Outcome[]> {
   const agent = new Agent({ connections: opts.concurrency, keepAliveTimeout: 10_000 })
   const out: Outcome[] = []
   const until = Date.now() + opts.ms
   let i = 0
   const worker = async () => {
-    while (Date.now() < until) out.push(await one(base, opts.pick(i++), agent, {}))
+    while (Date.now() < until || i < (opts.min ?? 0)) out.push(await one(base, opts.pick(i++), agent, {}, false))
   }
   try {
     await Promise.all(Array.from({ length: opts.concurrency }, worker))
@@ -55,14 +57,14 @@ export async function loadFor(base: string, opts: { ms: number; concurrency: num
   return out
 }
 
-export async function one(base: string, path: string, dispatcher?: Agent, headers: Record<string, string> = {}): Promise<Outcome> {
+export async function one(base: string, path: string, dispatcher?: Agent, headers: Record<string, string> = {}, keepBody = true): Promise<Outcome> {
   const started = performance.now()
   try {
     const res = await request(base + path, { headers, ...(dispatcher === undefined ? {} : { dispatcher }) })
-    const body = await res.body.text()
-    return { path, status: res.statusCode, error: '', headers: res.headers, body, ms: performance.now() - started }
+    const raw = Buffer.from(await res.body.arrayBuffer())
+    return { path, status: res.statusCode, error: '', headers: keepBody ? res.headers : {}, body: keepBody ? raw.toString() : '', bytes: raw.length, ms: performance.now() - started }
   } catch (err) {
-    return { path, status: 0, error: (err as { code?: string }).code ?? (err as Error).message, headers: {}, body: '', ms: performance.now() - started }
+    return { path, status: 0, error: (err as { code?: string }).code ?? (err as Error).message, headers: {}, body: '', bytes: 0, ms: performance.now() - started }
   }
 }
 

@@ -58,6 +58,15 @@ const table: Record<string, Route> = {
     r.writeHead(200, { 'content-type': 'text/html', 'cache-control': 'public, max-age=60', 'content-length': '100000' })
     r.write('partial', () => setTimeout(() => r.socket?.destroy(), 50))
   },
+  // Labelled gzip, but not gzip: gunzip fails on the miss and on every hit of the stored copy.
+  '/bad-gzip': (_q, r) => {
+    r.writeHead(200, { 'content-type': 'text/html', 'content-encoding': 'gzip', 'cache-control': 'public, max-age=60' })
+    r.end('this is not gzip at all')
+  },
+  '/bad-gzip-template': (_q, r) => {
+    r.writeHead(200, { ...ESI, 'content-encoding': 'gzip', 'cache-control': 'public, max-age=60' })
+    r.end('<html>not gzip <esi:include src="/fragment"/></html>')
+  },
   '/pass': (_q, r) => cut(r, { 'content-type': 'application/json' }, PAGE),
   '/revalidate': (_q, r, n) => {
     if (n === 1) {
@@ -113,6 +122,8 @@ const cases: Case[] = [
   { name: 'ESI template (gzip) for a gzip client', path: '/template-gzip', headers: GZIP },
   { name: 'ESI fragment (gzip)', path: '/page', headers: NO_GZIP },
   { name: 'esi.compress with onError "fail" tripping mid-page', path: '/compressed-page', headers: GZIP },
+  { name: 'corrupt gzip (miss, then hit) for a client without gzip', path: '/bad-gzip', headers: NO_GZIP },
+  { name: 'corrupt gzip ESI template', path: '/bad-gzip-template', headers: NO_GZIP },
   { name: 'pass-through (POST)', path: '/pass', method: 'POST' },
   { name: 'revalidation', prime: ['/revalidate'], path: '/revalidate' },
   { name: 'revalidation, gzip for a client without gzip', prime: ['/revalidate-gzip'], path: '/revalidate-gzip', headers: NO_GZIP },

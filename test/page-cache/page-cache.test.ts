@@ -545,6 +545,21 @@ describe('a failed coalescing leader', () => {
     expect(out.filter((o) => o.startsWith('thrown:') || o === 'STRATA_UPSTREAM_RESPONSE')).toHaveLength(N)
   })
 
+  it('whose own requester left (an aborted include) is replaced by one waiter, not by all of them', async () => {
+    route('/frag', (_q, s, n) => send(s, 200, { 'cache-control': 'max-age=60' }, `frag${n}`))
+    const p = make()
+    const left = new AbortController()
+    // The leader's fetch fails because its requester aborted, not because the origin did.
+    const leader = Promise.resolve(p.handle({ ...creq('/frag'), signal: left.signal }, () => new Promise((_r, reject) => left.signal.addEventListener('abort', () => reject(new Error('client closed the connection'))))))
+      .then(() => 'answered', (err: Error) => err.message)
+    const waiters = Array.from({ length: N - 1 }, () => get(p, '/frag').then((r) => `${r.statusCode} ${r.text}`))
+    await waitFor(() => p.stats().coalescedWaits === N - 1)
+    left.abort()
+    expect(await leader).toBe('client closed the connection')
+    expect(await Promise.all(waiters)).toEqual(Array(N - 1).fill('200 frag1'))
+    expect(counts.get('/frag')).toBe(1)
+  })
+
   it('still serves waiters the stale copy when stale-if-error allows it', async () => {
     route('/sie', (_q, s) => send(s, 200, { 'cache-control': 'max-age=1, stale-if-error=60' }, 'old'))
     const p = make()
