@@ -3,7 +3,7 @@
  * carries what a hit needs precomputed (headers ready to copy, validators, encoding).
  */
 import { VIA, appendVia, headerValue, type Headers } from '../core/headers.js'
-import { correctedInitialAgeMs, mustRevalidate, storedHeaders, surrogateKeys, type EffectivePolicy } from './policy.js'
+import { correctedInitialAgeMs, mustRevalidate, sharedRevalidate, storedHeaders, surrogateKeys, type EffectivePolicy } from './policy.js'
 import type { CacheEntry } from './types.js'
 
 export { VIA }
@@ -60,9 +60,11 @@ export function createEntry(input: EntryInput): CacheEntry {
   const initialAgeMs = correctedInitialAgeMs(input.headers, input.requestTime, input.responseTime)
   const staleAt = input.responseTime + input.ttl * 1000 - initialAgeMs
   // Stale-serving windows: the response's own directive (RFC 5861, Surrogate-Control max-age=N+G)
-  // beats the config default; any prohibition (§4.2.4) wins over both.
-  const graceMs = noStale ? 0 : (input.policy.surrogate?.grace ?? d.staleWhileRevalidate ?? input.grace) * 1000
-  const staleIfErrorMs = noStale ? 0 : (d.staleIfError ?? input.staleIfError) * 1000
+  // beats the config default; any prohibition (§4.2.4) wins over both; s-maxage rules out the
+  // config defaults (§5.2.2.10).
+  const noDefaults = sharedRevalidate(input.policy)
+  const graceMs = noStale ? 0 : (input.policy.surrogate?.grace ?? d.staleWhileRevalidate ?? (noDefaults ? 0 : input.grace)) * 1000
+  const staleIfErrorMs = noStale ? 0 : (d.staleIfError ?? (noDefaults ? 0 : input.staleIfError)) * 1000
   const etag = headerValue(headers, 'etag')
   const lastModified = headerValue(headers, 'last-modified')
   const keepMs = etag !== undefined || lastModified !== undefined ? input.keepMs : 0

@@ -331,15 +331,21 @@ export function storageDecision(input: {
   return { storable: true, ttl, ...base }
 }
 
-/**
- * Must the response never be served stale (§4.2.4)? must-revalidate (§5.2.2.2), proxy-revalidate
- * (§5.2.2.8), no-cache (§5.2.2.4), and s-maxage, which "incorporates the semantics of the
- * proxy-revalidate response directive" for a shared cache (§5.2.2.10): not even with stale-if-error
- * or grace. Surrogate-Control max-age (with its own `+grace`) outranks s-maxage at the edge.
- */
+/** Must the response never be served stale? (§4.2.4, §5.2.2.2, §5.2.2.8, §5.2.2.4) */
 export function mustRevalidate(policy: EffectivePolicy): boolean {
   const d = policy.directives
-  return d.mustRevalidate || d.proxyRevalidate || d.noCache || (d.sMaxAge !== undefined && policy.surrogate?.maxAge === undefined)
+  return d.mustRevalidate || d.proxyRevalidate || d.noCache
+}
+
+/**
+ * s-maxage "incorporates the semantics of the proxy-revalidate response directive" for a shared
+ * cache (§5.2.2.10): the cache's own defaults (config `grace`, `staleIfError`) never serve it
+ * stale. The response's own `stale-while-revalidate` / `stale-if-error` (RFC 5861) are the origin's
+ * explicit permission and still apply, as CDNs honour `s-maxage=1, stale-while-revalidate=59`.
+ * Surrogate-Control max-age (with its own `+grace`) outranks s-maxage at the edge.
+ */
+export function sharedRevalidate(policy: EffectivePolicy): boolean {
+  return policy.directives.sMaxAge !== undefined && policy.surrogate?.maxAge === undefined
 }
 
 /**

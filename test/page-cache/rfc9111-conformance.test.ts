@@ -8,7 +8,7 @@ import {
   correctedInitialAgeMs,
   effectivePolicy,
   freshnessLifetime,
-  mustRevalidate,
+  sharedRevalidate,
   parseCdnCacheControl,
   parseHttpDate,
   storageDecision,
@@ -145,11 +145,15 @@ describe('CDN-Cache-Control is a Dictionary structured field (RFC 9213 §2.1, RF
 })
 
 describe('s-maxage forbids serving stale (RFC 9111 §5.2.2.10, §4.2.4)', () => {
-  it('incorporates proxy-revalidate: no stale-if-error, no grace, even when configured (cache-tests stale-close-s-maxage=2)', () => {
+  it('incorporates proxy-revalidate: the configured stale-if-error and grace never apply (cache-tests stale-close-s-maxage=2)', () => {
     const h = { 'cache-control': 's-maxage=2' }
-    expect(mustRevalidate(effectivePolicy(h))).toBe(true)
-    expect(entry(h, 300)).toMatchObject({ mustRevalidate: true, graceMs: 0, staleIfErrorMs: 0 })
-    expect(entry({ 'cache-control': 's-maxage=2, stale-if-error=60' }, 300).staleIfErrorMs).toBe(0)
+    expect(sharedRevalidate(effectivePolicy(h))).toBe(true)
+    expect(entry(h, 300)).toMatchObject({ graceMs: 0, staleIfErrorMs: 0 })
+  })
+
+  it('the response’s own RFC 5861 directives are an explicit permission and still apply', () => {
+    expect(entry({ 'cache-control': 's-maxage=1, stale-while-revalidate=59, stale-if-error=60' }, 300)).toMatchObject({ graceMs: 59_000, staleIfErrorMs: 60_000 })
+    expect(entry({ 'cache-control': 's-maxage=1', 'surrogate-control': 'max-age=1+20' }, 300)).toMatchObject({ graceMs: 20_000, staleIfErrorMs: 300_000 })
   })
 
   it('max-age alone still allows stale-if-error', () => {
