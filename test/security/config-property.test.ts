@@ -38,7 +38,8 @@ const value: fc.Arbitrary<unknown> = fc.oneof(
 const keyName = fc.oneof(fc.constantFrom(...SECTIONS), fc.string({ maxLength: 12 }), fc.constantFrom('__proto__', 'constructor', 'a.b', 'x[0]', ': '))
 
 /** Changes that keep the config valid, so the generator reaches configs that load. */
-const benign = fc.constantFrom(
+type Mutation = { path: (string | number)[]; v: unknown }
+const benign = fc.constantFrom<Mutation>(
   { path: ['esi', 'maxDepth'], v: 3 },
   { path: ['esi', 'credentialHosts'], v: ['cdn.test', '[::1]:8080'] },
   { path: ['esi', 'onError'], v: 'fail' },
@@ -51,7 +52,7 @@ const benign = fc.constantFrom(
 )
 
 /** A mutation of the valid config: set one (section, key) or a top-level key to some value. */
-const mutation = fc.oneof(
+const mutation: fc.Arbitrary<Mutation> = fc.oneof(
   benign,
   fc.tuple(fc.constantFrom(...Object.keys(KEYS)), fc.oneof(fc.constantFrom(...Object.values(KEYS).flat()), fc.string({ maxLength: 10 })), value).map(([s, k, v]) => ({ path: [s, k], v })),
   fc.tuple(keyName, value).map(([k, v]) => ({ path: [k], v })),
