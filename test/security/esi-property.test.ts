@@ -1,6 +1,7 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import type { EsiConfig } from '../../src/config/schema.js'
+import { MAX_NESTING } from '../../src/esi/compile.js'
 import { assemble, compile, type EsiProgram, type FragmentFetcher, type FragmentLookup, type FragmentResponse } from '../../src/esi/index.js'
 
 /**
@@ -196,5 +197,34 @@ describe('ESI engine: generated templates', () => {
       }),
       { numRuns: 500 },
     )
+  })
+
+  // What the generated cases are too small to show: work that grows faster than the template.
+  // Before the nesting bound and the bounded tag scan, 20 000 nested tries took 6.6 s and 20 000
+  // tags with an unbalanced quote 4 s (quadratic); a marked 8 MB response from an origin or an
+  // allowlisted fragment host would have held the event loop for minutes.
+  it.each([
+    ['nested elements', '<esi:try><esi:attempt>'.repeat(50_000)],
+    ['unbalanced quotes', `<esi:include src="'>`.repeat(50_000)],
+    ['unclosed unknown elements', '<esi:foo>'.repeat(100_000)],
+    ['nested ESI comments', '<!--esi'.repeat(100_000)],
+    ['nested choose', '<esi:choose><esi:when test="1==1">'.repeat(30_000)],
+    ['stray close tags under deep nesting', '<esi:vars>'.repeat(30_000) + '</esi:nope>'.repeat(30_000)],
+  ])('compiles %s (≈1 MB) in linear time', (_name, t) => {
+    const started = performance.now()
+    compile(t)
+    // Generous: linear is tens of milliseconds here; quadratic is minutes.
+    expect(performance.now() - started).toBeLessThan(3000)
+  })
+
+  it(`compiles ${MAX_NESTING} nested elements, and removes the rest of the template past that (warning too-deep)`, async () => {
+    const deep = (n: number) => '<esi:vars>'.repeat(n) + 'X' + '</esi:vars>'.repeat(n) + 'Y'
+    const ok = compile(deep(MAX_NESTING))
+    expect(ok.warnings).toEqual([])
+    expect((await assemble(ok, { pageUrl: PAGE, headers: {}, fetch: () => Promise.reject(new Error('no')), config: { allowedHosts: [], credentialHosts: [], maxDepth: 1, maxConcurrentIncludes: 1, maxIncludes: 1, fragmentTimeoutMs: 10, onError: 'continue', forwardHeaders: [] } }).toBuffer()).toString()).toBe('XY')
+    const cut = compile(deep(MAX_NESTING + 1))
+    expect(cut.warnings.map((w) => w.code)).toContain('too-deep')
+    const page = (await assemble(cut, { pageUrl: PAGE, headers: {}, fetch: () => Promise.reject(new Error('no')), config: { allowedHosts: [], credentialHosts: [], maxDepth: 1, maxConcurrentIncludes: 1, maxIncludes: 1, fragmentTimeoutMs: 10, onError: 'continue', forwardHeaders: [] } }).toBuffer()).toString()
+    expect(page).toBe('')
   })
 })
