@@ -22,29 +22,36 @@ export class ConfigError extends StrataError {
   }
 }
 
-/** `/upstreams/1/url` → `upstreams[1].url` */
-function fieldName(instancePath: string, extra?: string): string {
-  const parts = instancePath.split('/').slice(1)
+/**
+ * `/upstreams/1/url` → `upstreams[1].url`. `data` is the validated value: a segment is an index
+ * only where the value there is an array (an object key "0" is `["0"]`, not `[0]`), and a key that
+ * is not a plain name is quoted (`esi["a b"]`), so every path names one field unambiguously.
+ */
+function fieldName(instancePath: string, data: unknown, extra?: string): string {
+  const parts = instancePath.split('/').slice(1).map((p) => p.replace(/~1/g, '/').replace(/~0/g, '~'))
   if (extra !== undefined) parts.push(extra)
   let out = ''
-  for (const p of parts) {
-    const key = p.replace(/~1/g, '/').replace(/~0/g, '~')
-    out += /^\d+$/.test(key) ? `[${key}]` : out ? `.${key}` : key
+  let here: unknown = data
+  for (const key of parts) {
+    if (Array.isArray(here) && /^\d+$/.test(key)) out += `[${key}]`
+    else if (/^[A-Za-z_$][\w$-]*$/.test(key)) out += out ? `.${key}` : key
+    else out += `[${JSON.stringify(key)}]`
+    here = here !== null && typeof here === 'object' && Object.hasOwn(here, key) ? (here as Record<string, unknown>)[key] : undefined
   }
   return out || '(root)'
 }
 
-function describe(e: ErrorObject): string {
+function describe(e: ErrorObject, data: unknown): string {
   switch (e.keyword) {
     case 'additionalProperties':
-      return `${fieldName(e.instancePath, String(e.params['additionalProperty']))}: unknown key`
+      return `${fieldName(e.instancePath, data, String(e.params['additionalProperty']))}: unknown key`
     case 'required':
-      return `${fieldName(e.instancePath, String(e.params['missingProperty']))}: is required`
+      return `${fieldName(e.instancePath, data, String(e.params['missingProperty']))}: is required`
     case 'enum':
     case 'const':
-      return `${fieldName(e.instancePath)}: must be one of ${JSON.stringify(e.params['allowedValues'] ?? [e.params['allowedValue']])}`
+      return `${fieldName(e.instancePath, data)}: must be one of ${JSON.stringify(e.params['allowedValues'] ?? [e.params['allowedValue']])}`
     default:
-      return `${fieldName(e.instancePath)}: ${e.message ?? 'is invalid'}`
+      return `${fieldName(e.instancePath, data)}: ${e.message ?? 'is invalid'}`
   }
 }
 
@@ -52,7 +59,7 @@ function describe(e: ErrorObject): string {
  * Unions produce one error per branch; keep the most useful. For a literal union (e.g. the
  * balancer algorithm) collapse the branches into one "must be one of" line.
  */
-function collect(errors: ErrorObject[]): string[] {
+function collect(errors: ErrorObject[], data: unknown): string[] {
   const byPath = new Map<string, ErrorObject[]>()
   for (const e of errors) {
     const list = byPath.get(e.instancePath) ?? []
@@ -64,14 +71,14 @@ function collect(errors: ErrorObject[]): string[] {
     const consts = list.filter((e) => e.keyword === 'const')
     const anyOf = list.some((e) => e.keyword === 'anyOf')
     if (anyOf && consts.length > 0) {
-      out.push(`${fieldName(path)}: must be one of ${consts.map((e) => JSON.stringify(e.params['allowedValue'])).join(', ')}`)
+      out.push(`${fieldName(path, data)}: must be one of ${consts.map((e) => JSON.stringify(e.params['allowedValue'])).join(', ')}`)
       continue
     }
     // A deeper error explains an anyOf better than "must match a schema in anyOf".
     const deeper = errors.some((e) => e.instancePath.startsWith(path + '/'))
     for (const e of list) {
       if (e.keyword === 'anyOf' && (deeper || list.length > 1)) continue
-      out.push(describe(e))
+      out.push(describe(e, data))
     }
   }
   return [...new Set(out)]
@@ -110,7 +117,7 @@ export function resolveConfig(input: unknown): StrataConfig {
   for (const k of ['listen', 'admin', 'timeouts', 'balancer', 'cache', 'esi', 'log']) if (raw[k] === undefined) raw[k] = {}
 
   const problems: string[] = []
-  if (!validate(raw)) problems.push(...collect(validate.errors ?? []))
+  if (!validate(raw)) problems.push(...collect(validate.errors ?? [], raw))
 
   const cfg = raw as unknown as StrataConfig & { admin: { token?: string; port?: number }; listen: { port?: number } }
   if (Array.isArray(cfg.upstreams)) {
@@ -149,7 +156,8 @@ export function resolveConfig(input: unknown): StrataConfig {
       }
     })
   }
-  if (cfg.cache?.key?.ignoreQuery) {
+  // The schema already refused wrong types; these rules only look at values of the right shape.
+  if (Array.isArray(cfg.cache?.key?.ignoreQuery)) {
     cfg.cache.key.ignoreQuery.forEach((g, i) => {
       if (typeof g === 'string' && !/^[\w.\-*\[\]]+$/.test(g)) problems.push(`cache.key.ignoreQuery[${i}]: must be a parameter name or glob (letters, digits, _ . - *)`)
     })
@@ -212,7 +220,7 @@ export function resolveUpstream(input: unknown): { upstream: UpstreamConfig } | 
   const raw = structuredClone(input)
   if (raw === null || typeof raw !== 'object' || Array.isArray(raw)) return { problems: ['(body): must be a JSON object'] }
   const problems: string[] = []
-  if (!validateUpstreamSchema(raw)) problems.push(...collect(validateUpstreamSchema.errors ?? []))
+  if (!validateUpstreamSchema(raw)) problems.push(...collect(validateUpstreamSchema.errors ?? [], raw))
   const url = (raw as { url?: unknown }).url
   if (typeof url === 'string') {
     const p = httpUrlProblem(url)

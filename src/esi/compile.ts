@@ -34,6 +34,13 @@ const COMMENT_OPEN = Buffer.from('<!--esi')
 const COMMENT_CLOSE = Buffer.from('-->')
 const REMOVE_CLOSE = Buffer.from('</esi:remove')
 
+/**
+ * Deepest element nesting compiled. Real templates nest a few levels; past this the rest of the
+ * template is removed (warning `too-deep`). The bound keeps compile linear in the template size:
+ * close-tag matching and the comment lookup walk the open elements.
+ */
+export const MAX_NESTING = 64
+
 type FrameKind = 'root' | 'vars' | 'esi-comment' | 'try' | 'attempt' | 'except' | 'choose' | 'when' | 'otherwise' | 'drop'
 
 interface Frame {
@@ -126,6 +133,13 @@ class Compiler {
     return this.#stack[this.#stack.length - 1]!
   }
 
+  /** At the nesting bound: warns (the caller then drops the rest of the template). */
+  #tooDeep(at: number): boolean {
+    if (this.#stack.length <= MAX_NESTING) return false
+    this.#warn('too-deep', `ESI elements nested deeper than ${MAX_NESTING}; the rest of the template is removed`, at)
+    return true
+  }
+
   #commentDepth(): number {
     for (let i = this.#stack.length - 1; i > 0; i--) if (this.#stack[i]!.kind === 'esi-comment') return i
     return -1
@@ -167,6 +181,10 @@ class Compiler {
         }
         this.#text(textStart, m)
         this.#sawEsi = true
+        if (this.#tooDeep(m)) {
+          pos = textStart = len
+          continue
+        }
         this.#stack.push({ kind: 'esi-comment', name: '', offset: m, inVars: this.#top.inVars, children: [] })
         pos = textStart = after
         continue
@@ -243,11 +261,20 @@ class Compiler {
     return parsed
   }
 
-  /** Finds the end of a tag starting at `nameEnd`: the first `>` outside quotes. */
+  /**
+   * Finds the end of a tag starting at `nameEnd`: the first `>` outside quotes, before the next
+   * `<esi:`, `</esi:` or `<!--esi` (a quoted value does not span another ESI tag). The bound keeps
+   * compile linear: an unbalanced quote in every tag would otherwise scan to the end each time.
+   */
   #tagEnd(from: number): number {
     const buf = this.#buf
+    let limit = buf.length
+    for (const [which, needle] of [[0, OPEN], [1, CLOSE], [2, COMMENT_OPEN]] as const) {
+      const n = this.#find(which, needle, from)
+      if (n >= 0 && n < limit) limit = n
+    }
     let quote = 0
-    for (let i = from; i < buf.length; i++) {
+    for (let i = from; i < limit; i++) {
       const c = buf[i]!
       if (quote) {
         if (c === quote) quote = 0
@@ -283,6 +310,7 @@ class Compiler {
     const attrs = this.#attributes(inner, at)
     const end = gt + 1
     const top = this.#top
+    if (!selfClosing && this.#tooDeep(at)) return buf.length
     const push = (kind: FrameKind, extra: Partial<Frame> = {}) =>
       this.#stack.push({ kind, name, offset: at, inVars: top.inVars || kind === 'vars', children: [], ...extra })
 
