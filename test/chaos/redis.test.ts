@@ -104,9 +104,12 @@ describe('chaos: redis', () => {
   })
 
   it('paused (CLIENT PAUSE): L1 hits and origin misses carry on, then L2 recovers', async () => {
-    // Re-warm the hot page the bus test purged.
-    await one(a.url, '/hot/0', undefined, SITE)
-    await one(b.url, '/hot/0', undefined, SITE)
+    // Re-warm the hot pages: the bus test purged one, and each node dropped its L1 when its
+    // subscription came back after the restart (invalidations may have been missed meanwhile).
+    for (let i = 0; i < HOT; i++) {
+      await one(a.url, `/hot/${i}`, undefined, SITE)
+      await one(b.url, `/hot/${i}`, undefined, SITE)
+    }
     await probe.call('CLIENT', 'PAUSE', '3000', 'ALL')
     const r = await mixedLoad('paused')
     expectServed(r, 'paused')

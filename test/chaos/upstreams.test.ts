@@ -38,7 +38,7 @@ describe('chaos: upstreams', () => {
     expect(b2!.hits()).toBeGreaterThanOrEqual(REQUESTS - before)
   })
 
-  it('all upstreams down: stale-if-error pages are served, the others get a quick 503', async () => {
+  it('all upstreams down: stale-if-error pages are served, the others get a quick 502 or 503', async () => {
     // Stored already stale (Age past max-age) but inside stale-if-error: served only on error.
     const routes = (id: string) => startOrigin((req, res) => {
       if (req.url!.startsWith('/stale/')) res.writeHead(200, { 'cache-control': 'max-age=10, stale-if-error=300', age: '20', 'content-type': 'text/plain' })
@@ -59,11 +59,11 @@ describe('chaos: upstreams', () => {
     const fresh = out.filter((o) => o.path.startsWith('/new/'))
     expect(tally(stale)).toEqual({ 200: stale.length })
     expect(stale.every((o) => o.headers['x-cache'] === 'STALE' && String(o.headers['cache-status']).includes('stale-if-error'))).toBe(true)
-    // The first few learn the upstreams are gone (502: connection refused); once passive health
-    // ejects both, the answer is 503 with a Retry-After, without trying them.
+    // Every upstream is down: passive health never takes the last ones out, so each request still
+    // tries them (as nginx does) and a refused connection answers 502 at once; a 503 (with
+    // Retry-After) comes only where no upstream is available at all.
     const t = tally(fresh)
     expect(Object.keys(t).every((k) => k === '502' || k === '503')).toBe(true)
-    expect(t['503']).toBeGreaterThan(fresh.length / 2)
     expect(fresh.filter((o) => o.status === 503).every((o) => o.headers['retry-after'] !== undefined)).toBe(true)
     // Quick: refused connections and ejected upstreams are answered without waiting on a timeout
     // (timeouts.connectMs is 3 s; this bound is generous for a busy machine, and the point).
