@@ -231,14 +231,17 @@ async function partScaleOut() {
     const purged = await purge('http://127.0.0.1:4002', { urls: [page] })
     const purgedAt = performance.now()
     let gone = -1
+    // Hits are asked back to back; `gone` is when the first one that missed was sent (its own
+    // answer then takes an origin round trip, which is not the purge's doing).
     while (performance.now() - purgedAt < 5000) {
+      const sentAt = performance.now() - purgedAt
       const r = await get(`${A}${page}`, site)
       if (r.headers.get('x-cache') !== 'HIT') {
-        gone = performance.now() - purgedAt
+        gone = sentAt
         break
       }
     }
-    check(gone >= 0 && gone <= 100, `a purge on a2 (${JSON.stringify(purged)}) is gone from a within 100 ms (first miss on a after ${gone.toFixed(1)} ms)`)
+    check(gone >= 0 && gone <= 100, `a purge on a2 (${JSON.stringify(purged)}) is gone from a within 100 ms (a request sent ${gone.toFixed(1)} ms after the purge answered missed)`)
 
     // The webservers share their data cache through the same Redis.
     const stats = JSON.parse(sh('docker', ['exec', c.container('b1'), 'node', '-e', "fetch('http://127.0.0.1:3001/api/stats').then((r) => r.text()).then((t) => process.stdout.write(t))"], { capture: true }))
