@@ -18,6 +18,7 @@ import { cacheRoutes } from './admin/cache-routes.js'
 import { dashboardRoutes } from './admin/dashboard.js'
 import { VERSION } from './version.js'
 import { StrataMetrics } from './observability/metrics.js'
+import { clusterRoutes, type WorkerFanout } from './admin/cluster-routes.js'
 
 export interface StrataAddresses {
   proxy: { host: string; port: number; url: string }
@@ -39,9 +40,14 @@ export interface CreateStrataOptions {
   logger?: Logger
   /** A buffered writer for access-log lines (the CLI passes one on stdout); default: the logger. */
   accessLines?: { write(line: string): unknown }
+  /**
+   * Listen on admin.port (default true). A worker of a multi-process strata keeps its admin routes
+   * in-process (the primary calls them with inject) and leaves the port to the primary.
+   */
+  adminListen?: boolean
 }
 
-function urlOf(app: FastifyInstance): { host: string; port: number; url: string } {
+export function urlOf(app: FastifyInstance): { host: string; port: number; url: string } {
   const addr = app.server.address() as AddressInfo
   const host = addr.family === 'IPv6' ? `[${addr.address}]` : addr.address
   return { host: addr.address, port: addr.port, url: `http://${host === '0.0.0.0' ? '127.0.0.1' : host === '[::]' ? '[::1]' : host}:${addr.port}` }
@@ -107,9 +113,14 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
       balancer.start()
       await cache.ready()
       await proxy.listen({ host: config.listen.host, port: config.listen.port })
-      if (admin) await admin.listen({ host: config.admin.host, port: config.admin.port })
-      const addresses: StrataAddresses = { proxy: urlOf(proxy), admin: admin ? urlOf(admin) : null }
-      logger.info({ listening: addresses, version: VERSION, upstreams: config.upstreams.map((u) => u.id) }, 'strata listening')
+      const adminListens = admin !== null && opts.adminListen !== false
+      if (adminListens) await admin.listen({ host: config.admin.host, port: config.admin.port })
+      else if (admin) await admin.ready()
+      const addresses: StrataAddresses = { proxy: urlOf(proxy), admin: adminListens ? urlOf(admin) : null }
+      // A worker's line is not the one operators (and tools) wait for: the primary logs that one
+      // once every worker and the admin API listen.
+      if (opts.adminListen === false) logger.debug({ proxy: addresses.proxy }, 'worker listening')
+      else logger.info({ listening: addresses, version: VERSION, upstreams: config.upstreams.map((u) => u.id) }, 'strata listening')
       return addresses
     },
     close() {
@@ -146,4 +157,13 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
       return closing
     },
   }
+}
+
+/**
+ * The admin API of the primary process when `workers` > 1: the same server (token, /health,
+ * /status, the dashboard), with every other route answered by the workers (see clusterRoutes) and
+ * /metrics merged from theirs.
+ */
+export function createClusterAdmin(config: StrataConfig, opts: { logger: Logger; workers: WorkerFanout; metrics: { text(): Promise<{ contentType: string; body: string }> } }): FastifyInstance {
+  return createAdminServer({ config, logger: opts.logger, version: VERSION, metrics: opts.metrics, routes: [dashboardRoutes(), clusterRoutes(opts.workers)] })
 }

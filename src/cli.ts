@@ -5,11 +5,14 @@ import { createStrata, type Strata } from './app.js'
 import { createLogger, createServerLogger, type Logger } from './observability/logger.js'
 import { VERSION } from './version.js'
 import { printableConfig } from './config/printable.js'
+import cluster from 'node:cluster'
+import { ClusterPrimary, WORKER_ENV } from './cluster/primary.js'
 
 const USAGE = `strata ${VERSION} — a multi-tier caching reverse proxy
 
 Usage:
-  strata serve --config <file.json>          run the proxy and its admin API
+  strata serve --config <file.json>          run the proxy and its admin API ("workers": N: N
+                                             processes share the proxy port)
   strata check-config --config <file.json> [--print]
                                              validate a config; print every problem, exit 1 if any;
                                              --print: the effective config (defaults applied,
@@ -68,6 +71,8 @@ export async function main(argv: string[]): Promise<number> {
       }
     }
     case 'serve': {
+      // A worker forked by the primary of `"workers": N` gets its config from the primary.
+      if (process.env[WORKER_ENV] === '1' && cluster.isWorker) return (await import('./cluster/worker.js')).runWorker()
       if (!values.config) return usage('serve needs --config <file>')
       let config
       try {
@@ -76,6 +81,16 @@ export async function main(argv: string[]): Promise<number> {
         return reportConfigError(err)
       }
       const { logger, accessLines, flush } = createServerLogger(process.env['STRATA_LOG_LEVEL'] ?? config.log.level)
+      if (config.workers > 1) {
+        const primary = new ClusterPrimary(config, logger)
+        const startedPrimary = () =>
+          primary.start().then(() => {
+            if (config.admin.enabled && adminTokenGenerated(config)) logGeneratedToken(logger, config.admin.token)
+            return primary
+          })
+        // The workers drain within shutdownMs each, in parallel; the primary waits a little longer.
+        return run(logger, startedPrimary, (p) => p.close(), config.timeouts.shutdownMs + 3000).finally(flush)
+      }
       const strata = createStrata(config, { logger, accessLines })
       const started = () =>
         strata.listen().then(() => {

@@ -3,7 +3,7 @@ import { join, relative } from 'node:path'
 import { describe, expect, it } from 'vitest'
 
 /**
- * Keeps the layering true: cli → app → proxy/admin → page-cache, esi, balancer, data-cache →
+ * Keeps the layering true: cli → cluster → app → proxy/admin → page-cache, esi, balancer, data-cache →
  * observability → core. The tiers never import each other, and only proxy/ and admin/ import
  * fastify, so every tier is testable without a server.
  */
@@ -37,6 +37,8 @@ const ALLOWED: Record<string, readonly string[]> = {
   proxy: ['proxy', ...TIERS, 'core', 'config', 'observability'],
   admin: ['admin', ...TIERS, 'core', 'config', 'observability'],
   demo: ['demo', 'data-cache', 'core', 'config', 'observability', 'app.js'],
+  // Between cli and app: the primary and worker processes of `"workers": N`.
+  cluster: ['cluster', 'admin', 'core', 'config', 'observability', 'app.js'],
 }
 
 describe('architecture', () => {

@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs'
 import { randomBytes } from 'node:crypto'
 import { isIP } from 'node:net'
+import { availableParallelism } from 'node:os'
 import { Ajv, type ErrorObject } from 'ajv'
 import { ConfigSchema, UpstreamSchema, type StrataConfig, type UpstreamConfig } from './schema.js'
 import { StrataError } from '../core/errors.js'
@@ -176,6 +177,8 @@ export function resolveConfig(input: unknown): StrataConfig {
   if (problems.length > 0) throw new ConfigError(problems)
 
   cfg.listen.port ??= DEFAULT_PORT
+  // "auto": one worker per core this process may use (the number is fixed for this run).
+  if ((cfg.workers as number | 'auto') === 'auto') (cfg as { workers: number }).workers = availableParallelism()
   cfg.admin.port ??= DEFAULT_ADMIN_PORT
   // No token configured: generate one for this run (logged once at startup by `strata serve`)
   // rather than run open.

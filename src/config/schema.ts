@@ -42,6 +42,8 @@ export const TimeoutsSchema = Obj({
   responseMs: Ms(30_000, 1),
   keepAliveMs: Ms(4000, 1),
   shutdownMs: Ms(10_000, 0),
+  /** With `workers` > 1: how long the primary waits for each worker's answer to an admin call. */
+  workerCallMs: Ms(5000, 1),
 })
 
 export const Algorithm = Type.Union([
@@ -195,6 +197,11 @@ export const ConfigSchema = Type.Object(
     trustProxy: Type.Array(Type.String({ minLength: 1 }), { default: [], maxItems: 1000 }),
     /** Add a Server-Timing header (cache lookup, upstream, ESI assembly durations) to responses. */
     serverTiming: Type.Boolean({ default: false }),
+    /**
+     * Processes serving the proxy port (node:cluster). 1: one process, no cluster. "auto": one per
+     * core (os.availableParallelism()). The loader resolves it to a number.
+     */
+    workers: Type.Union([Type.Integer({ minimum: 1, maximum: 256 }), Type.Literal('auto')], { default: 1 }),
   },
   { additionalProperties: false },
 )
@@ -203,8 +210,9 @@ type Raw = Static<typeof ConfigSchema>
 
 /** The validated, defaulted, frozen config every module receives. */
 export type StrataConfig = Readonly<
-  Omit<Raw, 'listen' | 'admin' | '$schema'> & {
+  Omit<Raw, 'listen' | 'admin' | '$schema' | 'workers'> & {
     listen: { host: string; port: number }
+    workers: number
     admin: { enabled: boolean; host: string; port: number; token: string; publicMetrics: boolean }
   }
 >

@@ -18,6 +18,7 @@ export const ERROR_CODES = {
   STRATA_DATA_CACHE_OPTIONS: { statusCode: 500, message: 'invalid data cache options' },
   STRATA_DATA_CACHE_TIMEOUT: { statusCode: 504, message: 'the data cache loader timed out with nothing to serve' },
   STRATA_REDIS_UNAVAILABLE: { statusCode: 503, message: 'redis is unavailable' },
+  STRATA_WORKER_UNAVAILABLE: { statusCode: 503, message: 'a worker process did not answer the admin request in time' },
 } as const satisfies Record<string, { statusCode: number; message: string }>
 
 export type ErrorCode = keyof typeof ERROR_CODES
