@@ -182,7 +182,7 @@ export class ClusterPrimary {
           const m = await this.#call(s.worker!, { op: 'metrics' })
           return 'metrics' in m ? m.metrics : []
         } catch (err) {
-          this.#log.warn({ pid: s.worker?.process.pid, err: (err as Error).message }, 'a worker did not give its metrics')
+          this.#log.warn({ workerPid: s.worker?.process.pid, err: (err as Error).message }, 'a worker did not give its metrics')
           return []
         }
       }),
@@ -227,7 +227,7 @@ export class ClusterPrimary {
         const m = parseWorkerMessage(raw)
         if (m === undefined) {
           // prom-client's own cluster messages and the like are not ours; anything else is refused.
-          if (!(raw !== null && typeof raw === 'object' && 'type' in raw)) this.#log.warn({ pid: w.process.pid }, 'refused an invalid message from a worker')
+          if (!(raw !== null && typeof raw === 'object' && 'type' in raw)) this.#log.warn({ workerPid: w.process.pid }, 'refused an invalid message from a worker')
           return
         }
         switch (m.strata) {
@@ -241,7 +241,7 @@ export class ClusterPrimary {
             resolve(m.proxy)
             break
           case 'failed':
-            this.#log.error({ pid: w.process.pid, reason: m.message }, 'worker failed to start')
+            this.#log.error({ workerPid: w.process.pid, reason: m.message }, 'worker failed to start')
             reject(new Error(`a worker failed to start: ${m.message}`))
             break
           case 'reply': {
@@ -269,13 +269,13 @@ export class ClusterPrimary {
         if (this.#stopping) return
         const { delayMs, quickDeaths } = restartDelay(performance.now() - slot.startedAt, slot.quickDeaths)
         slot.quickDeaths = quickDeaths
-        this.#log.error({ pid: w.process.pid, code, signal, wasReady, restartInMs: delayMs }, 'worker died; restarting it')
+        this.#log.error({ workerPid: w.process.pid, code, signal, wasReady, restartInMs: delayMs }, 'worker died; restarting it')
         slot.restartTimer = setTimeout(() => {
           slot.restartTimer = undefined
           if (this.#stopping) return
           this.#restarts.inc()
           this.#fork(slot).then(
-            () => this.#log.info({ pid: slot.worker?.process.pid, slot: slot.index }, 'worker restarted'),
+            () => this.#log.info({ workerPid: slot.worker?.process.pid, slot: slot.index }, 'worker restarted'),
             () => undefined, // its exit is logged and handled above
           )
         }, delayMs)
@@ -287,7 +287,7 @@ export class ClusterPrimary {
   #catchUp(slot: Slot): void {
     const w = slot.worker!
     for (const call of this.#journal.slice(slot.given)) {
-      this.#call(w, { op: 'admin', request: call }).catch((err: unknown) => this.#log.warn({ pid: w.process.pid, url: call.url, err: (err as Error).message }, 'replaying an admin change to a worker failed'))
+      this.#call(w, { op: 'admin', request: call }).catch((err: unknown) => this.#log.warn({ workerPid: w.process.pid, url: call.url, err: (err as Error).message }, 'replaying an admin change to a worker failed'))
     }
     slot.given = this.#journal.length
   }
