@@ -72,7 +72,16 @@ function collect(errors: ErrorObject[], data: unknown): string[] {
     const consts = list.filter((e) => e.keyword === 'const')
     const anyOf = list.some((e) => e.keyword === 'anyOf')
     if (anyOf && consts.length > 0) {
-      out.push(`${fieldName(path, data)}: must be one of ${consts.map((e) => JSON.stringify(e.params['allowedValue'])).join(', ')}`)
+      // A union of literals and another type (`workers`: an integer or "auto") names both.
+      const literalBranches = new Set(consts.map((e) => e.schemaPath.slice(0, e.schemaPath.lastIndexOf('/'))))
+      const others = [
+        ...new Set(
+          list
+            .filter((e) => e.keyword !== 'const' && e.keyword !== 'anyOf' && !literalBranches.has(e.schemaPath.slice(0, e.schemaPath.lastIndexOf('/'))))
+            .map((e) => e.message ?? 'is invalid'),
+        ),
+      ]
+      out.push(`${fieldName(path, data)}: must be one of ${consts.map((e) => JSON.stringify(e.params['allowedValue'])).join(', ')}${others.length > 0 ? `, or a value that ${others.join(' and ')}` : ''}`)
       continue
     }
     // A deeper error explains an anyOf better than "must match a schema in anyOf".

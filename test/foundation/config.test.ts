@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { availableParallelism } from 'node:os'
 import { resolveConfig, ConfigError } from '../../src/config/load.js'
 
 const valid = { upstreams: [{ id: 'b1', url: 'http://127.0.0.1:3001' }] }
@@ -100,4 +101,18 @@ describe('config', () => {
     const list = problems({ upstreams: [{ id: 'b1', url: 'ftp://x' }], listen: { port: -1 }, bogus: true })
     expect(list.length).toBeGreaterThanOrEqual(3)
   })
+
+  it('workers: 1 by default, a number, or "auto" resolved to the cores this process may use', () => {
+    expect(resolveConfig(valid).workers).toBe(1)
+    expect(resolveConfig({ ...valid, workers: 4 }).workers).toBe(4)
+    expect(resolveConfig({ ...valid, workers: 'auto' }).workers).toBe(availableParallelism())
+    expect(resolveConfig(valid).timeouts.workerCallMs).toBe(5000)
+    for (const bad of [0, -1, 1.5, 257, 'many', '2', null]) {
+      expect(problems({ ...valid, workers: bad }).join('\n'), String(bad)).toMatch(/^workers: /m)
+    }
+    // Both branches of the union are named, not only the literal.
+    expect(problems({ ...valid, workers: 0 })).toEqual(['workers: must be one of "auto", or a value that must be >= 1'])
+    expect(problems({ ...valid, workers: 'many' })).toEqual(['workers: must be one of "auto", or a value that must be integer'])
+  })
 })
+
