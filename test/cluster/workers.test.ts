@@ -3,6 +3,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { startOrigin, type Origin } from '../helpers/origin.js'
 import { spawnStrata, type StrataProcess } from '../helpers/strata-process.js'
 import { waitFor } from '../helpers/ports.js'
+import { startRedis } from '../helpers/redis.js'
 
 /**
  * `"workers": 2` end to end: the built `strata serve` as its own process, a primary and two
@@ -204,6 +205,31 @@ describe('workers: 2', () => {
     // Back: its late answers are dropped, and it answers again.
     await waitFor(async () => (await admin(s, 'POST', '/purge', { all: true })).status === 200, 10_000)
     expect(s.alive()).toBe(true)
+  })
+
+  it('with Redis, the workers share L2 and the bus as nodes do: one origin fetch for both, one purge for all', async () => {
+    const redis = await startRedis()
+    cleanups.push(() => redis.stop())
+    const o = await origin('shared')
+    const s = await serve([o], { cache: { redis: redis.url } })
+    type L2 = { cache: { l2: { entries: number } } }
+    // One request, then wait for its L2 write (asynchronous) before the other worker asks.
+    const stored = async () => {
+      expect((await get(s.url, '/r')).body).toBe('shared /r')
+      await waitFor(async () => ((await stats(s)) as unknown as L2).cache.l2.entries === 1)
+    }
+    await stored()
+    const first = await untilEveryWorkerServed(s, '/r', await stats(s))
+    expect(first.every((r) => r.status === 200 && r.body === 'shared /r')).toBe(true)
+    // The second worker found it in L2: the origin saw one request, not one per worker.
+    expect(o.hits('/r')).toBe(1)
+    const purge = await admin(s, 'POST', '/purge', { urls: ['/r'] })
+    expect(purge.status).toBe(200)
+    expect(purge.json.workers).toBe(2)
+    expect(((await stats(s)) as unknown as L2).cache.l2.entries).toBe(0)
+    await stored()
+    await untilEveryWorkerServed(s, '/r', await stats(s))
+    expect(o.hits('/r')).toBe(2)
   })
 
   it('SIGTERM drains every worker (an in-flight request completes) and exits 0', async () => {
