@@ -88,6 +88,7 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     forwarder,
     balancer,
     pools,
+    serverTiming: config.serverTiming,
     ...(esi === undefined ? {} : { esi, extraUpstreamHeaders: { 'surrogate-capability': SURROGATE_CAPABILITY } }),
   })
   const proxy = createProxyServer({ config, logger, pipeline, metrics, ...(opts.accessLines === undefined ? {} : { accessLines: opts.accessLines }) })

@@ -2,6 +2,7 @@ import { createGunzip, createGzip, gunzipSync } from 'node:zlib'
 import { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { EsiConfig } from '../config/schema.js'
+import { appendServerTiming } from '../observability/server-timing.js'
 import type { Logger } from '../observability/logger.js'
 import { StrataError } from '../core/errors.js'
 import { headerValue } from '../core/headers.js'
@@ -101,6 +102,8 @@ export class EsiDelivery {
     result: CacheResult,
     found: { program: EsiProgram; cacheControl: string | string[] | undefined },
     fetchOrigin: FragmentOriginFetch,
+    /** Server-Timing so far (cache, upstream) when it is on; `esi;dur` is added at the head. */
+    timing?: string,
   ): Promise<FastifyReply> {
     const { program, cacheControl: templateCacheControl } = found
     const started = performance.now()
@@ -130,6 +133,7 @@ export class EsiDelivery {
     void assembly.result.then((r) => (final = r.cacheControl))
     await Promise.resolve()
     const headers = pageHeaders(result.headers, final ?? 'private, max-age=0')
+    if (timing !== undefined) headers['server-timing'] = appendServerTiming(timing, 'esi', performance.now() - started)
     const compress = this.#config.compress && acceptsEncoding(headerValue(request.headers, 'accept-encoding'), 'gzip')
     let body: Readable | undefined
     if (final === undefined || compress) {

@@ -168,8 +168,8 @@ describe('GET /metrics', () => {
 describe('StrataMetrics', () => {
   it('maps an unknown cache status to PASS and an odd status code to 5xx instead of throwing', async () => {
     const m = new StrataMetrics({ defaultMetrics: false })
-    m.record({ method: 'GET', url: '/', status: 999, ms: 1, upstream: undefined, cache: 'WEIRD' })
-    m.record({ method: 'GET', url: '/', status: 0, ms: 1, upstream: undefined, cache: 'HIT' })
+    m.record({ method: 'GET', url: '/', status: 999, ms: 1, upstream: undefined, cache: 'WEIRD', id: 'a' })
+    m.record({ method: 'GET', url: '/', status: 0, ms: 1, upstream: undefined, cache: 'HIT', id: 'b' })
     const text = (await m.text()).body
     expect(sample(text, 'strata_requests_total', { cache: 'PASS', code: '5xx' })).toBe(1)
     expect(sample(text, 'strata_requests_total', { cache: 'HIT', code: '5xx' })).toBe(1)
@@ -181,7 +181,7 @@ describe('StrataMetrics', () => {
     // Bucket edges exactly, between them, beyond the last, zero.
     const ms = [0, 0.1, 0.10001, 0.3, 1, 2.5, 7, 250, 999, 10_000, 10_001, 60_000]
     for (const v of ms) {
-      m.record({ method: 'GET', url: '/', status: 200, ms: v, upstream: undefined, cache: 'MISS' })
+      m.record({ method: 'GET', url: '/', status: 200, ms: v, upstream: undefined, cache: 'MISS', id: 'c' })
       reference.labels('MISS').observe(v / 1000)
     }
     const ours = (await m.text()).body
