@@ -39,7 +39,7 @@ export type FragmentOriginFetch = (req: CacheRequest, opts: { sameSite: boolean;
  * key with its own lifetime. The assembled page is never stored as a whole.
  */
 export class EsiDelivery {
-  readonly #config: EsiConfig
+  #config: EsiConfig
   readonly #cache: PageCache
   readonly #log: Logger
   readonly #maxBody: number
@@ -58,6 +58,13 @@ export class EsiDelivery {
     this.#log = opts.logger.child({ module: 'esi' })
     this.#maxBody = opts.maxBodyBytes
     this.#metrics = opts.metrics
+  }
+
+  /** A config reload: the next template and assembly use the new settings (esi.enabled stays). */
+  reconfigure(config: EsiConfig): void {
+    this.#config = config
+    // Include resolution remembers its answers per page URL object (allowedHosts among them).
+    this.#pageUrls.clear()
   }
 
   /** The page cache's prepare hook: a compiled program for ESI templates, undefined otherwise. */
