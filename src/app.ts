@@ -155,6 +155,10 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
       for (const [id, u] of before) if (!after.has(id) || JSON.stringify(after.get(id)) !== JSON.stringify(u)) balancer.remove(id)
       for (const [id, u] of after) if (!before.has(id) || JSON.stringify(before.get(id)) !== JSON.stringify(u)) balancer.add(u)
     }
+    if (changed.some((k) => k.startsWith('balancer.'))) {
+      balancer.reconfigure(next.balancer)
+      forwarder.reconfigure(next.balancer)
+    }
     if (changed.some((k) => k.startsWith('cache.'))) cache.reconfigure(next.cache)
     if (changed.some((k) => k.startsWith('esi.'))) esi?.reconfigure(next.esi)
   }

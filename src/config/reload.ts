@@ -6,10 +6,11 @@ import type { StrataConfig } from './schema.js'
  *
  * Applied at runtime: the upstream list (added, removed, and replaced when its url, weight or
  * backup flag changes), the cache's rules and lifetimes (`cache.rules`, `defaultTtl`, `grace`,
- * `staleIfError`, `hitForPass`, `enabled`, `coalesce`), every ESI setting but `esi.enabled`, and
- * `log.level`. Everything else (listen and admin addresses, the token, timeouts, balancer
- * settings, cache sizes, Redis, the cache key, `log.access`, `serverTiming`) is reported as
- * needing a restart and stays as it was.
+ * `staleIfError`, `hitForPass`, `enabled`, `coalesce`), every ESI setting but `esi.enabled`,
+ * `log.level`, and the balancer's `slowStartMs`, `drainMs`, `passive`, `retries` and `retryOn`.
+ * Everything else (listen and admin addresses, the token, timeouts, the balancer's algorithm,
+ * hashing, sticky mode and health checks, cache sizes, Redis, the cache key, `log.access`,
+ * `serverTiming`) is reported as needing a restart and stays as it was.
  */
 const RUNTIME_KEYS: ReadonlySet<string> = new Set([
   'upstreams',
@@ -30,6 +31,11 @@ const RUNTIME_KEYS: ReadonlySet<string> = new Set([
   'esi.forwardHeaders',
   'esi.compress',
   'log.level',
+  'balancer.slowStartMs',
+  'balancer.drainMs',
+  'balancer.passive',
+  'balancer.retries',
+  'balancer.retryOn',
 ])
 
 /** Sections compared key by key; the rest (upstreams, serverTiming) as a whole. */

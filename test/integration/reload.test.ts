@@ -11,6 +11,7 @@ import { createStrata } from '../../src/app.js'
 import { loadConfigFile } from '../../src/config/load.js'
 import { startOrigin, type Origin } from '../helpers/origin.js'
 import { TEST_TOKEN } from '../helpers/strata.js'
+import { freePort } from '../helpers/ports.js'
 
 /**
  * Config reload (POST /config/reload and SIGHUP): runtime keys apply without dropping a
@@ -143,6 +144,32 @@ describe('config reload', () => {
     await request(`${s.adminUrl}/upstreams/b/drain`, { method: 'POST', headers: AUTH }).then((x) => x.body.dump())
     expect(s.logs.filter((l) => l['module'] === 'balancer' && l['level'] === 30).length).toBe(infoBefore)
     expect(s.logs.some((l) => l['msg'] === 'config reloaded')).toBe(true)
+  })
+
+  it('applies balancer retries at runtime', async () => {
+    const a = await origin('a')
+    // A port nothing listens on: every attempt there is a connect error.
+    const dead = `http://127.0.0.1:${await freePort()}`
+    const dir = tempDir()
+    const file = join(dir, 'strata.json')
+    const cfg = (retries: number) =>
+      baseConfig([{ id: 'dead', url: dead }, { id: 'a', url: a.url }], { balancer: { retries, passive: { failures: 1000, cooldownMs: 1, maxCooldownMs: 1 } }, log: { level: 'error', access: false } })
+    writeFileSync(file, JSON.stringify(cfg(0)))
+    const s = await startFromFile(file)
+    const statuses = async () => {
+      const out: number[] = []
+      for (let i = 0; i < 4; i++) {
+        const res = await request(`${s.url}/r${i}`)
+        await res.body.dump()
+        out.push(res.statusCode)
+      }
+      return out
+    }
+    // Round robin over a dead and a live upstream, no retries: half the requests fail.
+    expect((await statuses()).filter((c) => c === 502)).toHaveLength(2)
+    writeFileSync(file, JSON.stringify(cfg(1)))
+    expect((await s.reload()).body).toEqual({ changed: ['balancer.retries'], restartRequired: [] })
+    expect(await statuses()).toEqual([200, 200, 200, 200])
   })
 
   it('refuses an invalid file with every problem named, in the answer and the log, and keeps the old config', async () => {
