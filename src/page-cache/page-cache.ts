@@ -76,7 +76,7 @@ export class PageCache {
   #hitForPass: LRUCache<string, number>
   #keepMs: number
   #ready: Promise<void>
-  #s = { hits: 0, misses: 0, staleHits: 0, revalidated: 0, coalescedWaits: 0, passes: 0, l1Hits: 0, l2Hits: 0, l2Misses: 0 }
+  #s = { hits: 0, misses: 0, staleHits: 0, revalidated: 0, coalescedWaits: 0, passes: 0, l1Hits: 0, l2Hits: 0, l2Misses: 0, busPublished: 0, busReceived: 0 }
 
   constructor(opts: PageCacheOptions) {
     this.#config = opts.config
@@ -124,6 +124,7 @@ export class PageCache {
   async #subscribe(): Promise<void> {
     await this.#bus!.subscribe((msg) => {
       if (msg.node === this.nodeId) return
+      this.#s.busReceived++
       // Another node purged: drop the entries from this node's L1 only (it handled L2 once), and
       // any of this node's own L2 writes that the purge may have raced.
       let compiled: ReturnType<typeof compilePurge>
@@ -557,7 +558,10 @@ export class PageCache {
     if (this.#l2 !== undefined) for (const s of compiled.selectors) l2 += await this.#l2.purge(s, { soft: compiled.soft, now })
     this.#purgeRecentL2(compiled)
     if (this.#bus !== undefined) {
-      await this.#bus.publish({ node: this.nodeId, purge: cmd as PurgeCommand }).catch((err: unknown) => this.#log.warn({ err }, 'publishing an invalidation failed'))
+      await this.#bus.publish({ node: this.nodeId, purge: cmd as PurgeCommand }).then(
+        () => void this.#s.busPublished++,
+        (err: unknown) => this.#log.warn({ err }, 'publishing an invalidation failed'),
+      )
     }
     return { purged: Math.max(l1, l2), l1, l2 }
   }
@@ -594,6 +598,7 @@ export class PageCache {
       hitRatio: lookups === 0 ? 0 : (s.hits + s.staleHits) / lookups,
       entries: l1.entries,
       bytes: l1.bytes,
+      bus: { published: s.busPublished, received: s.busReceived },
       l1: { hits: s.l1Hits, misses: s.hits + s.staleHits + s.misses - s.l1Hits, entries: l1.entries, bytes: l1.bytes },
       l2: this.#l2 === undefined
         ? { enabled: false }

@@ -113,6 +113,8 @@ export interface PageCacheStats {
   hitRatio: number
   entries: number
   bytes: number
+  /** Invalidation bus messages this node published, and received from other nodes. */
+  bus: { published: number; received: number }
   l1: TierStats
   l2: (TierStats & { enabled: true; breaker: 'closed' | 'open' | 'half-open'; errors: number }) | { enabled: false }
 }
