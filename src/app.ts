@@ -122,11 +122,12 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     ...(esi === undefined ? {} : { esi, extraUpstreamHeaders: { 'surrogate-capability': SURROGATE_CAPABILITY } }),
   })
   const proxy = createProxyServer({ config, logger, pipeline, metrics, ...(opts.accessLines === undefined ? {} : { accessLines: opts.accessLines }) })
+  /** The config in force: `config`, then each reload's effective config. */
+  let current = config
   const admin = config.admin.enabled
-    ? createAdminServer({ config, logger, version: VERSION, metrics, routes: [upstreamRoutes(balancer), cacheRoutes(cache, balancer, metrics), dashboardRoutes(), configRoutes(() => reloadOnce())] })
+    ? createAdminServer({ config, currentConfig: () => current, logger, version: VERSION, metrics, routes: [upstreamRoutes(balancer), cacheRoutes(cache, balancer, metrics), dashboardRoutes(), configRoutes(() => reloadOnce())] })
     : null
 
-  let current = config
   let reloading: Promise<unknown> = Promise.resolve()
   const reload = async (): Promise<{ changed: string[]; restartRequired: string[] }> => {
     if (opts.configFile === undefined) throw new StrataError('STRATA_ADMIN_CONFLICT', 'strata was not started from a config file, so there is nothing to reload')

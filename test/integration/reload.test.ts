@@ -134,6 +134,9 @@ describe('config reload', () => {
     expect(s.strata.config.listen.port).toBe(0)
     expect(s.strata.config.timeouts.connectMs).toBe(3000)
     expect(s.strata.config.upstreams).toEqual([{ id: 'b', url: b.url, weight: 3, backup: false }])
+    const status = (await (await request(`${s.adminUrl}/status`, { headers: AUTH })).body.json()) as { config: { upstreams: unknown[]; listen: { port: number } } }
+    expect(status.config.upstreams).toEqual(s.strata.config.upstreams)
+    expect(status.config.listen.port).toBe(0)
     const listed = (await (await request(`${s.adminUrl}/upstreams`, { headers: AUTH })).body.json()) as { upstreams: { id: string; weight: number }[] }
     expect(listed.upstreams.map((u) => [u.id, u.weight])).toEqual([['b', 3]])
     // The new rule caches a response with no freshness of its own.
