@@ -9,7 +9,7 @@ import { printableConfig } from './config/printable.js'
 const USAGE = `strata ${VERSION} — a multi-tier caching reverse proxy
 
 Usage:
-  strata serve --config <file.json>          run the proxy and its admin API
+  strata serve --config <file.json>          run the proxy and its admin API; SIGHUP re-reads the file
   strata check-config --config <file.json> [--print]
                                              validate a config; print every problem, exit 1 if any;
                                              --print: the effective config (defaults applied,
@@ -76,13 +76,27 @@ export async function main(argv: string[]): Promise<number> {
         return reportConfigError(err)
       }
       const { logger, accessLines, flush } = createServerLogger(process.env['STRATA_LOG_LEVEL'] ?? config.log.level)
-      const strata = createStrata(config, { logger, accessLines })
-      const started = () =>
-        strata.listen().then(() => {
-          if (config.admin.enabled && adminTokenGenerated(config)) logGeneratedToken(logger, config.admin.token)
-          return strata
+      const strata = createStrata(config, { logger, accessLines, configFile: values.config })
+      // SIGHUP re-reads the config file; reload() logs what changed, or every problem it found.
+      const onHangup = () => {
+        strata.reload().catch((err: unknown) => {
+          if (!(err instanceof ConfigError)) logger.error({ err }, 'config reload failed')
         })
-      return run(logger, started, (s) => s.close(), config.timeouts.shutdownMs).finally(flush)
+      }
+      return run(
+        logger,
+        async () => {
+          await strata.listen()
+          if (config.admin.enabled && adminTokenGenerated(config)) logGeneratedToken(logger, config.admin.token)
+          process.on('SIGHUP', onHangup)
+          return strata
+        },
+        (s) => {
+          process.off('SIGHUP', onHangup)
+          return s.close()
+        },
+        config.timeouts.shutdownMs,
+      ).finally(flush)
     }
     case 'demo': {
       const { startDemo } = await import('./demo/cluster.js')
