@@ -37,7 +37,15 @@ start=$(date +%s)
 root="$(mktemp -d /tmp/strata-base.XXXXXX)"
 trap 'rm -rf "$root"' EXIT
 log "building a stand-in for $TAG in $root (debootstrap bookworm from $MIRROR)"
-debootstrap --variant=minbase bookworm "$root" "$MIRROR" >"$root.log" 2>&1 || { tail -n 30 "$root.log" >&2; rm -f "$root.log"; exit 1; }
+# A mirror hiccup should not fail CI: up to three tries, each into an empty root.
+for try in 1 2 3; do
+  if debootstrap --variant=minbase bookworm "$root" "$MIRROR" >"$root.log" 2>&1; then break; fi
+  tail -n 30 "$root.log" >&2
+  if [ "$try" = 3 ]; then rm -f "$root.log"; exit 1; fi
+  log "debootstrap failed (try $try of 3); retrying"
+  rm -rf "$root" && mkdir -p "$root"
+  sleep 5
+done
 rm -f "$root.log"
 
 # The machine's Node.js and npm, where the official image has them.

@@ -19,6 +19,10 @@ import { dashboardRoutes } from './admin/dashboard.js'
 import { VERSION } from './version.js'
 import { StrataMetrics } from './observability/metrics.js'
 import { clusterRoutes, type WorkerFanout } from './admin/cluster-routes.js'
+import { planReload } from './config/reload.js'
+import { ConfigError, loadConfigFile } from './config/load.js'
+import { StrataError } from './core/errors.js'
+import { configRoutes } from './admin/config-routes.js'
 
 export interface StrataAddresses {
   proxy: { host: string; port: number; url: string }
@@ -26,6 +30,7 @@ export interface StrataAddresses {
 }
 
 export interface Strata {
+  /** The config in force (changes with a reload). */
   readonly config: StrataConfig
   readonly proxy: FastifyInstance
   readonly admin: FastifyInstance | null
@@ -34,6 +39,13 @@ export interface Strata {
   listen(): Promise<StrataAddresses>
   /** Stop accepting, let in-flight requests finish (bounded by timeouts.shutdownMs), release pools. */
   close(): Promise<void>
+  /**
+   * Re-reads the config file (`configFile`) and applies what can change at runtime (see
+   * config/reload.ts); the rest is listed in `restartRequired` and left as it was. Throws a
+   * ConfigError naming every problem (the old config stays in force), or STRATA_ADMIN_CONFLICT when
+   * strata was not started from a file.
+   */
+  reload(): Promise<{ changed: string[]; restartRequired: string[] }>
 }
 
 export interface CreateStrataOptions {
@@ -45,6 +57,8 @@ export interface CreateStrataOptions {
    * in-process (the primary calls them with inject) and leaves the port to the primary.
    */
   adminListen?: boolean
+  /** The file `config` came from: `reload()` (SIGHUP, POST /config/reload) reads it again. */
+  configFile?: string
 }
 
 export function urlOf(app: FastifyInstance): { host: string; port: number; url: string } {
@@ -59,6 +73,22 @@ export function urlOf(app: FastifyInstance): { host: string; port: number; url: 
  */
 export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {}): Strata {
   const logger = opts.logger ?? createLogger(config.log.level)
+  // pino children copy their level when created; a reloaded log.level must reach the module
+  // loggers too, so they are remembered (weakly) as they are made.
+  const children = new Set<WeakRef<Logger>>()
+  const parentOnChild = logger.onChild
+  logger.onChild = (child) => {
+    children.add(new WeakRef(child))
+    parentOnChild?.(child)
+  }
+  const setLevel = (level: string): void => {
+    logger.level = level
+    for (const ref of children) {
+      const child = ref.deref()
+      if (child === undefined) children.delete(ref)
+      else child.level = level
+    }
+  }
   const pools = new UpstreamPools(config.timeouts)
   const sticky = config.balancer.sticky
   // Learn-mode sessions are shared through Redis when the cluster has one, so every node agrees.
@@ -96,16 +126,66 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     balancer,
     pools,
     trustProxy: compileTrustProxy(config.trustProxy),
+    serverTiming: config.serverTiming,
     ...(esi === undefined ? {} : { esi, extraUpstreamHeaders: { 'surrogate-capability': SURROGATE_CAPABILITY } }),
   })
   const proxy = createProxyServer({ config, logger, pipeline, metrics, ...(opts.accessLines === undefined ? {} : { accessLines: opts.accessLines }) })
-  const admin = config.admin.enabled
-    ? createAdminServer({ config, logger, version: VERSION, metrics, routes: [upstreamRoutes(balancer), cacheRoutes(cache, balancer, metrics), dashboardRoutes()] })
+  /** The config in force: `config`, then each reload's effective config. */
+  let current = config
+  // A worker (adminListen: false) always has its in-process admin routes: they are how the primary
+  // controls it, even when no admin port is served.
+  const admin = config.admin.enabled || opts.adminListen === false
+    ? createAdminServer({ config, currentConfig: () => current, logger, version: VERSION, metrics, routes: [upstreamRoutes(balancer), cacheRoutes(cache, balancer, metrics), dashboardRoutes(), configRoutes(() => reloadOnce())] })
     : null
+
+  let reloading: Promise<unknown> = Promise.resolve()
+  const reload = async (): Promise<{ changed: string[]; restartRequired: string[] }> => {
+    if (opts.configFile === undefined) throw new StrataError('STRATA_ADMIN_CONFLICT', 'strata was not started from a config file, so there is nothing to reload')
+    let next: StrataConfig
+    try {
+      next = loadConfigFile(opts.configFile, { admin: { token: current.admin.token } })
+    } catch (err) {
+      if (err instanceof ConfigError) logger.error({ file: opts.configFile, problems: err.problems }, 'config reload rejected; the old config stays in force')
+      throw err
+    }
+    const plan = planReload(current, next)
+    applyReload(plan.changed, current, plan.effective)
+    current = plan.effective
+    logger.info({ file: opts.configFile, changed: plan.changed, restartRequired: plan.restartRequired }, 'config reloaded')
+    // Last, so the line above is written at the level the operator had until now.
+    if (plan.changed.includes('log.level')) setLevel(plan.effective.log.level)
+    return { changed: plan.changed, restartRequired: plan.restartRequired }
+  }
+  /** Applies the runtime keys of a reload to the running parts. */
+  const applyReload = (changed: readonly string[], old: StrataConfig, next: StrataConfig): void => {
+    if (changed.includes('upstreams')) {
+      const before = new Map(old.upstreams.map((u) => [u.id, u]))
+      const after = new Map(next.upstreams.map((u) => [u.id, u]))
+      // Removed (or replaced) first: in-flight requests finish on their own pool, which closes
+      // gracefully; new requests go to the new list.
+      for (const [id, u] of before) if (!after.has(id) || JSON.stringify(after.get(id)) !== JSON.stringify(u)) balancer.remove(id)
+      for (const [id, u] of after) if (!before.has(id) || JSON.stringify(before.get(id)) !== JSON.stringify(u)) balancer.add(u)
+    }
+    if (changed.some((k) => k.startsWith('balancer.'))) {
+      balancer.reconfigure(next.balancer)
+      forwarder.reconfigure(next.balancer)
+    }
+    if (changed.some((k) => k.startsWith('cache.'))) cache.reconfigure(next.cache)
+    if (changed.some((k) => k.startsWith('esi.'))) esi?.reconfigure(next.esi)
+  }
+  const reloadOnce = (): Promise<{ changed: string[]; restartRequired: string[] }> => {
+    // One reload at a time: a second SIGHUP waits for the first to finish.
+    const run = reloading.then(reload, reload)
+    reloading = run.catch(() => undefined)
+    return run
+  }
 
   let closing: Promise<void> | undefined
   return {
-    config,
+    get config() {
+      return current
+    },
+    reload: reloadOnce,
     proxy,
     admin,
     metrics,
@@ -164,6 +244,23 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
  * /status, the dashboard), with every other route answered by the workers (see clusterRoutes) and
  * /metrics merged from theirs.
  */
-export function createClusterAdmin(config: StrataConfig, opts: { logger: Logger; workers: WorkerFanout; metrics: { text(): Promise<{ contentType: string; body: string }> } }): FastifyInstance {
-  return createAdminServer({ config, logger: opts.logger, version: VERSION, metrics: opts.metrics, routes: [dashboardRoutes(), clusterRoutes(opts.workers)] })
+export function createClusterAdmin(
+  config: StrataConfig,
+  opts: {
+    logger: Logger
+    workers: WorkerFanout
+    metrics: { text(): Promise<{ contentType: string; body: string }> }
+    /** Reloads the config in every worker (POST /config/reload, as SIGHUP). */
+    reload: () => Promise<{ changed: string[]; restartRequired: string[] }>
+    currentConfig: () => StrataConfig
+  },
+): FastifyInstance {
+  return createAdminServer({
+    config,
+    currentConfig: opts.currentConfig,
+    logger: opts.logger,
+    version: VERSION,
+    metrics: opts.metrics,
+    routes: [dashboardRoutes(), configRoutes(opts.reload), clusterRoutes(opts.workers)],
+  })
 }

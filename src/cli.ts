@@ -11,8 +11,8 @@ import { ClusterPrimary, WORKER_ENV } from './cluster/primary.js'
 const USAGE = `strata ${VERSION} — a multi-tier caching reverse proxy
 
 Usage:
-  strata serve --config <file.json>          run the proxy and its admin API ("workers": N: N
-                                             processes share the proxy port)
+  strata serve --config <file.json>          run the proxy and its admin API; SIGHUP re-reads the file
+                                             ("workers": N: N processes share the proxy port)
   strata check-config --config <file.json> [--print]
                                              validate a config; print every problem, exit 1 if any;
                                              --print: the effective config (defaults applied,
@@ -82,22 +82,51 @@ export async function main(argv: string[]): Promise<number> {
       }
       const { logger, accessLines, flush } = createServerLogger(process.env['STRATA_LOG_LEVEL'] ?? config.log.level)
       if (config.workers > 1) {
-        const primary = new ClusterPrimary(config, logger)
+        const primary = new ClusterPrimary(config, logger, { configFile: values.config })
+        // SIGHUP re-reads the config file in every worker (the primary checks it first).
+        const onHangup = () => {
+          primary.reload().catch((err: unknown) => {
+            if (!(err instanceof ConfigError)) logger.error({ err }, 'config reload failed')
+          })
+        }
         const startedPrimary = () =>
           primary.start().then(() => {
             if (config.admin.enabled && adminTokenGenerated(config)) logGeneratedToken(logger, config.admin.token)
+            process.on('SIGHUP', onHangup)
             return primary
           })
         // The workers drain within shutdownMs each, in parallel; the primary waits a little longer.
-        return run(logger, startedPrimary, (p) => p.close(), config.timeouts.shutdownMs + 3000).finally(flush)
+        return run(
+          logger,
+          startedPrimary,
+          (p) => {
+            process.off('SIGHUP', onHangup)
+            return p.close()
+          },
+          config.timeouts.shutdownMs + 3000,
+        ).finally(flush)
       }
-      const strata = createStrata(config, { logger, accessLines })
-      const started = () =>
-        strata.listen().then(() => {
-          if (config.admin.enabled && adminTokenGenerated(config)) logGeneratedToken(logger, config.admin.token)
-          return strata
+      const strata = createStrata(config, { logger, accessLines, configFile: values.config })
+      // SIGHUP re-reads the config file; reload() logs what changed, or every problem it found.
+      const onHangup = () => {
+        strata.reload().catch((err: unknown) => {
+          if (!(err instanceof ConfigError)) logger.error({ err }, 'config reload failed')
         })
-      return run(logger, started, (s) => s.close(), config.timeouts.shutdownMs).finally(flush)
+      }
+      return run(
+        logger,
+        async () => {
+          await strata.listen()
+          if (config.admin.enabled && adminTokenGenerated(config)) logGeneratedToken(logger, config.admin.token)
+          process.on('SIGHUP', onHangup)
+          return strata
+        },
+        (s) => {
+          process.off('SIGHUP', onHangup)
+          return s.close()
+        },
+        config.timeouts.shutdownMs,
+      ).finally(flush)
     }
     case 'demo': {
       const { startDemo } = await import('./demo/cluster.js')

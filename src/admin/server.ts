@@ -10,6 +10,8 @@ export interface AdminServerOptions {
   version: string
   /** Routes contributed by the tiers (purge, stats, upstreams…), registered behind the token. */
   routes?: ReadonlyArray<(app: FastifyInstance) => void>
+  /** The config in force for GET /status (changes with a reload); default: `config`. */
+  currentConfig?: () => StrataConfig
   /** The Prometheus exposition for GET /metrics (absent: no such route). */
   metrics?: { text(): Promise<{ contentType: string; body: string }> }
 }
@@ -70,7 +72,7 @@ export function createAdminServer(opts: AdminServerOptions): FastifyInstance {
     pid: process.pid,
     uptimeSeconds: Math.round((Date.now() - startedAt) / 1000),
     node: process.version,
-    config: summarize(config),
+    config: summarize(opts.currentConfig?.() ?? config),
   }))
 
   const metrics = opts.metrics

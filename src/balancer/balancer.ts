@@ -85,7 +85,7 @@ const STICKY_ATTRIBUTES = '; Path=/; HttpOnly; SameSite=Lax'
  * sticky hits, O(log n) for random and consistent-hash, O(n) for least-connections.
  */
 export class Balancer {
-  readonly #config: BalancerConfig
+  #config: BalancerConfig
   readonly #clock: Clock
   readonly #log: Logger
   readonly #random: () => number
@@ -365,6 +365,16 @@ export class Balancer {
     this.#dirty = true
     this.#log.info({ upstream: id }, 'upstream removed')
     for (const l of this.#listeners.removed) l(u)
+  }
+
+  /**
+   * A config reload: `slowStartMs`, `drainMs` and `passive` are read per request, so they apply
+   * at once. The algorithm, hashing, sticky mode and health checks are fixed at construction
+   * (the caller reports them as needing a restart and passes them unchanged).
+   */
+  reconfigure(config: Pick<BalancerConfig, 'slowStartMs' | 'drainMs' | 'passive'>): void {
+    this.#config = { ...this.#config, slowStartMs: config.slowStartMs, drainMs: config.drainMs, passive: config.passive }
+    this.#dirty = true
   }
 
   /** No new sessions; sticky sessions keep it for `drainMs`, then move. Idempotent. */

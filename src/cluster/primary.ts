@@ -9,7 +9,9 @@ import { createClusterAdmin, urlOf, type StrataAddresses } from '../app.js'
 import { VERSION } from '../version.js'
 import { parseWorkerMessage, type AdminAnswer, type AdminCall, type PrimaryMessage, type WorkerCall, type WorkerMessage } from './ipc.js'
 import { restartDelay } from './backoff.js'
-import type { WorkerReply } from '../admin/cluster-aggregate.js'
+import { aggregateChange, type WorkerReply } from '../admin/cluster-aggregate.js'
+import { ConfigError, loadConfigFile } from '../config/load.js'
+import { planReload } from '../config/reload.js'
 
 /** The environment variable that tells a forked process it is a strata worker. */
 export const WORKER_ENV = 'STRATA_WORKER'
@@ -56,7 +58,13 @@ export class ClusterPrimary {
   readonly #restarts: Counter
   #closing: Promise<void> | undefined
 
-  constructor(config: StrataConfig, logger: Logger) {
+  readonly #configFile: string | undefined
+  /** The config in force in the workers (changes with a reload), for GET /status. */
+  #current: StrataConfig
+  #reloading: Promise<unknown> = Promise.resolve()
+
+  constructor(config: StrataConfig, logger: Logger, opts: { configFile?: string } = {}) {
+    this.#configFile = opts.configFile
     this.#log = logger.child({ module: 'cluster' })
     // The workers must agree on every generated secret: sticky cookies issued by one are verified
     // by another. The admin token is already generated once, by the loader, in this process.
@@ -66,6 +74,7 @@ export class ClusterPrimary {
       config = { ...config, balancer: { ...config.balancer, sticky: { ...sticky, secret: randomBytes(32).toString('base64url') } } }
     }
     this.#config = config
+    this.#current = config
     this.#slots = Array.from({ length: config.workers }, (_, index) => ({ index, worker: undefined, ready: false, startedAt: 0, quickDeaths: 0, given: 0, restartTimer: undefined }))
     const slots = this.#slots
     new Gauge({ name: 'strata_workers', help: 'Worker processes serving the proxy port.', registers: [this.#registry], collect() { this.set(slots.filter((s) => s.ready).length) } })
@@ -84,7 +93,13 @@ export class ClusterPrimary {
       throw err
     }
     if (this.#config.admin.enabled) {
-      this.#admin = createClusterAdmin(this.#config, { logger: this.#log, workers: this, metrics: { text: () => this.#metricsText() } })
+      this.#admin = createClusterAdmin(this.#config, {
+        logger: this.#log,
+        workers: this,
+        metrics: { text: () => this.#metricsText() },
+        reload: () => this.reload(),
+        currentConfig: () => this.#current,
+      })
       await this.#admin.listen({ host: this.#config.admin.host, port: this.#config.admin.port })
     }
     const addresses: StrataAddresses = { proxy, admin: this.#admin === null ? null : urlOf(this.#admin) }
@@ -118,6 +133,36 @@ export class ClusterPrimary {
       clearTimeout(deadline)
     })()
     return this.#closing
+  }
+
+  /**
+   * Re-reads the config file in every worker (SIGHUP, POST /config/reload), one reload at a time.
+   * The primary checks the file first: an invalid one throws a ConfigError naming every problem
+   * and no worker is touched. Answers what changed (as a single process does); a worker that did
+   * not answer makes it a STRATA_WORKER_UNAVAILABLE error (the others have reloaded).
+   */
+  reload(): Promise<{ changed: string[]; restartRequired: string[] }> {
+    const run = this.#reloading.then(() => this.#reload())
+    this.#reloading = run.catch(() => undefined)
+    return run
+  }
+
+  async #reload(): Promise<{ changed: string[]; restartRequired: string[] }> {
+    if (this.#configFile === undefined) throw new StrataError('STRATA_ADMIN_CONFLICT', 'strata was not started from a config file, so there is nothing to reload')
+    let next: StrataConfig
+    try {
+      next = loadConfigFile(this.#configFile, { admin: { token: this.#config.admin.token } })
+    } catch (err) {
+      if (err instanceof ConfigError) this.#log.error({ file: this.#configFile, problems: err.problems }, 'config reload rejected; the old config stays in force')
+      throw err
+    }
+    const plan = planReload(this.#current, next)
+    const answer = aggregateChange('/config/reload', await this.all({ method: 'POST', url: '/config/reload', authorization: `Bearer ${this.#config.admin.token}` }))
+    const body = JSON.parse(answer.body) as { changed: string[]; restartRequired: string[]; message?: string }
+    if (answer.status !== 200) throw new StrataError('STRATA_WORKER_UNAVAILABLE', body.message ?? `the workers answered ${answer.status}`)
+    this.#current = plan.effective
+    this.#log.info({ file: this.#configFile, changed: body.changed, restartRequired: body.restartRequired, workers: this.pids() }, 'config reloaded in every worker')
+    return { changed: body.changed, restartRequired: body.restartRequired }
   }
 
   // --- WorkerFanout (the admin routes' view of the workers) -------------------------------------
@@ -233,7 +278,7 @@ export class ClusterPrimary {
         switch (m.strata) {
           case 'hello':
             slot.given = this.#journal.length
-            this.#send(w, { strata: 'start', config: this.#config, journal: [...this.#journal] })
+            this.#send(w, { strata: 'start', config: this.#config, journal: [...this.#journal], ...(this.#configFile === undefined ? {} : { configFile: this.#configFile }) })
             break
           case 'ready':
             slot.ready = true

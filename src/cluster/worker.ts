@@ -22,7 +22,7 @@ export async function runWorker(): Promise<number> {
 
   let strata: Strata
   try {
-    strata = createStrata(config, { logger, accessLines, adminListen: false })
+    strata = createStrata(config, { logger, accessLines, adminListen: false, ...(start.configFile === undefined ? {} : { configFile: start.configFile }) })
     for (const call of start.journal) {
       const a = await adminCall(strata, call)
       if (a.status >= 300) log.debug({ url: call.url, status: a.status }, 'replayed admin change refused (as it was in the other workers)')
@@ -79,6 +79,9 @@ export async function runWorker(): Promise<number> {
   process.once('SIGINT', () => stop('SIGINT'))
   // The primary died (or closed the channel): a worker never outlives it.
   process.once('disconnect', () => stop('the primary is gone'))
+  // Reloads are the primary's to coordinate (it sends POST /config/reload to every worker); a
+  // SIGHUP sent to the whole process group must not end a worker (its default action).
+  process.on('SIGHUP', () => log.debug('SIGHUP ignored in a worker: the primary reloads every worker'))
   return stopped.finally(async () => {
     process.off('message', onMessage)
     await flush()
@@ -102,7 +105,7 @@ function firstStart(): Promise<(PrimaryMessage & { strata: 'start' }) | undefine
 
 /** Runs an admin request through this worker's admin routes, in-process. */
 async function adminCall(strata: Strata, call: AdminCall): Promise<AdminAnswer> {
-  if (strata.admin === null) return { status: 404, contentType: 'application/json; charset=utf-8', body: JSON.stringify({ error: 'STRATA_ADMIN_NOT_FOUND', message: 'the admin API is disabled' }) }
+  if (strata.admin === null) throw new Error('this worker has no admin routes')
   const res = await strata.admin.inject({
     method: call.method as 'GET',
     url: call.url,

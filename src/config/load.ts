@@ -208,7 +208,7 @@ export function adminTokenGenerated(config: StrataConfig): boolean {
 }
 
 /** Reads and resolves a JSON config file. Throws ConfigError (with the file named) on any problem. */
-export function loadConfigFile(path: string): StrataConfig {
+export function loadConfigFile(path: string, keep?: { admin?: { token: string } }): StrataConfig {
   let text: string
   try {
     text = readFileSync(path, 'utf8')
@@ -220,6 +220,13 @@ export function loadConfigFile(path: string): StrataConfig {
     parsed = JSON.parse(text)
   } catch (err) {
     throw new ConfigError([`${path}: not valid JSON (${(err as Error).message})`])
+  }
+  // A reload keeps the token generated at startup when the file still names none.
+  if (keep?.admin !== undefined && parsed !== null && typeof parsed === 'object' && !Array.isArray(parsed)) {
+    const p = parsed as Record<string, unknown>
+    const admin = p['admin']
+    if (admin === undefined) p['admin'] = { token: keep.admin.token }
+    else if (admin !== null && typeof admin === 'object' && (admin as Record<string, unknown>)['token'] === undefined) (admin as Record<string, unknown>)['token'] = keep.admin.token
   }
   return resolveConfig(parsed)
 }

@@ -79,6 +79,8 @@ export class CacheCore {
   misses = 0
   loaderCalls = 0
   loaderErrors = 0
+  /** Loads that found the cross-node lock held by another node and waited for it. */
+  lockWaits = 0
   staleServed = 0
 
   constructor(opts: ResolvedOptions) {
@@ -340,6 +342,7 @@ export class CacheCore {
       }
       // Redis unreachable (undefined) or waited long enough: load without the lock.
       if (got === undefined || i >= polls) return this.#load(f, view, l1Key, key, loader, ttl, grace, tags)
+      if (i === 0) this.lockWaits++
       await sleep(lock.pollInterval)
       const e = await l2.get(view.data(key))
       if (e !== undefined && e.staleAt > this.clock.now()) {
@@ -515,6 +518,7 @@ export class CacheCore {
       misses: this.misses,
       loaderCalls: this.loaderCalls,
       loaderErrors: this.loaderErrors,
+      lockWaits: this.lockWaits,
       staleServed: this.staleServed,
       l2Errors: this.l2?.errors ?? 0,
       busPublished: this.bus?.published ?? 0,

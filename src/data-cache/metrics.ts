@@ -25,6 +25,7 @@ export function registerDataCacheMetrics(cache: { stats(): DataCacheStats }, reg
   counter('strata_data_cache_misses_total', 'Data-cache calls that found nothing fresh in either tier.', [], (c, s) => mirrorCounter(c, label, key('miss'), seen, s.misses))
   counter('strata_data_cache_loader_calls_total', 'Loader calls (after single-flight and the cross-node lock).', [], (c, s) => mirrorCounter(c, label, key('loader'), seen, s.loaderCalls))
   counter('strata_data_cache_loader_errors_total', 'Loader calls that threw.', [], (c, s) => mirrorCounter(c, label, key('loaderErr'), seen, s.loaderErrors))
+  counter('strata_data_cache_lock_waits_total', 'Loads that waited for the cross-node lock held by another node.', [], (c, s) => mirrorCounter(c, label, key('lockWaits'), seen, s.lockWaits))
   counter('strata_data_cache_stale_served_total', 'Calls answered with a graced stale value.', [], (c, s) => mirrorCounter(c, label, key('stale'), seen, s.staleServed))
   counter('strata_data_cache_l2_errors_total', 'Redis commands that failed or timed out.', [], (c, s) => mirrorCounter(c, label, key('l2err'), seen, s.l2Errors))
   counter('strata_data_cache_bus_messages_total', 'Invalidation bus messages, by direction.', ['direction'], (c, s) => {

@@ -43,6 +43,8 @@ export interface DataCacheStats {
   misses: number
   loaderCalls: number
   loaderErrors: number
+  /** Loads that waited for another node holding the cross-node lock (`lock`). */
+  lockWaits: number
   /** Calls answered with a stale (graced) value because the loader failed or was slow. */
   staleServed: number
   /** Redis commands that failed or timed out. */

@@ -70,7 +70,7 @@ export async function startDemoWebserver(opts: DemoWebserverOptions): Promise<De
   // strata/data-cache would do with its registry).
   const registry = new Registry()
   registerDataCacheMetrics(reads, registry, { name: 'news' })
-  const articleCacheControl = reads.shared ? 'public, s-maxage=300, max-age=0' : 'public, s-maxage=10, max-age=0'
+  const articleCacheControl = reads.shared ? 'public, s-maxage=300, max-age=0, stale-while-revalidate=30' : 'public, s-maxage=10, max-age=0, stale-while-revalidate=30'
 
   const send = (res: ServerResponse, status: number, headers: Record<string, string>, body: string) => {
     res.writeHead(status, { 'x-served-by': id, 'content-length': Buffer.byteLength(body), ...headers })
@@ -89,7 +89,7 @@ export async function startDemoWebserver(opts: DemoWebserverOptions): Promise<De
       if (path === '/health') return send(res, 200, { 'content-type': 'text/plain', 'cache-control': 'no-store' }, 'ok\n')
       if (path === '/') {
         const main = `<h1>Latest news</h1>\n<esi:include src="/fragments/news-list" onerror="continue"/>`
-        return send(res, 200, { ...esiPage, 'cache-control': 'public, s-maxage=60, max-age=0' }, page('Home', main))
+        return send(res, 200, { ...esiPage, 'cache-control': 'public, s-maxage=60, max-age=0, stale-while-revalidate=30' }, page('Home', main))
       }
       const article = /^\/news\/(\d+)$/.exec(path)
       if (article) {
@@ -112,7 +112,7 @@ export async function startDemoWebserver(opts: DemoWebserverOptions): Promise<De
       if (path === '/fragments/news-list') {
         const list = await reads.list()
         const items = list.map((a) => `<li><a href="/news/${a.id}">${esc(a.title)}</a></li>`).join('\n')
-        return send(res, 200, { 'content-type': html, 'cache-control': 'public, s-maxage=10, max-age=0', 'surrogate-key': 'news news-list' }, `<ul class="news">\n${items}\n</ul>`)
+        return send(res, 200, { 'content-type': html, 'cache-control': 'public, s-maxage=10, max-age=0, stale-while-revalidate=30', 'surrogate-key': 'news news-list' }, `<ul class="news">\n${items}\n</ul>`)
       }
       if (path === '/fragments/footer') {
         return send(res, 200, { 'content-type': html, 'cache-control': 'public, max-age=86400' }, `<footer>strata demo · footer rendered by ${esc(id)} at ${new Date().toISOString()}</footer>`)

@@ -7,7 +7,7 @@ import { CacheControlFold } from './cache-control.js'
 import { Cancel, IncludeTimeout, Semaphore } from './concurrency.js'
 import { evaluate } from './expression.js'
 import type { EsiInclude, EsiNode, EsiProgram } from './program.js'
-import { credentialsAllowed, resolveIncludeSrc } from './resolve-src.js'
+import { credentialsAllowed, credentialTable, resolveIncludeSrc } from './resolve-src.js'
 import { escapeHtml, RequestVars } from './variables.js'
 
 /**
@@ -209,6 +209,9 @@ class State {
   readonly forward: Record<string, string> = {}
   /** The same without Cookie and Authorization, for every other (allowlisted) host. */
   readonly forwardAnonymous: Record<string, string> = {}
+  /** The request carries no credentials to withhold: every include gets `forward`. */
+  #noCredentials = true
+  #credTable: WeakMap<URL, boolean> | undefined
   fetches = 0
   aborted = false
   fatal: StrataError | undefined
@@ -232,6 +235,7 @@ class State {
       const joined = Array.isArray(v) ? v.join(n === 'cookie' ? '; ' : ', ') : v
       this.forward[n] = joined
       if (!CREDENTIAL_HEADERS.has(n)) this.forwardAnonymous[n] = joined
+      else this.#noCredentials = false
     }
     // Objects shared by every fetch of the page: frozen so a fetcher cannot leak changes.
     Object.freeze(this.forward)
@@ -240,7 +244,10 @@ class State {
 
   /** The headers an include of `url` carries: credentials only to the page's origin and `esi.credentialHosts`. */
   headersFor(url: URL): Record<string, string> {
-    return credentialsAllowed(url, this.pageUrl, this.config.credentialHosts) ? this.forward : this.forwardAnonymous
+    if (this.#noCredentials) return this.forward
+    const cfg = this.config
+    this.#credTable ??= credentialTable(this.pageUrl, cfg.credentialHosts)
+    return credentialsAllowed(url, this.pageUrl, cfg.credentialHosts, this.#credTable) ? this.forward : this.forwardAnonymous
   }
 
   /** Resolves with the fatal error, if one happens. Created on first use: a page assembled from memory never waits on it. */

@@ -116,14 +116,19 @@ const credMemo = new WeakMap<readonly string[], WeakMap<URL, WeakMap<URL, boolea
  * are the shared objects `resolveIncludeSrc` works with, so the answer is remembered per pair (an
  * `origin` comparison allocates two strings; a cached page asks this for every include).
  */
-export function credentialsAllowed(url: URL, pageUrl: URL, credentialHosts: readonly string[]): boolean {
+export function credentialsAllowed(url: URL, pageUrl: URL, credentialHosts: readonly string[], table: WeakMap<URL, boolean> = credentialTable(pageUrl, credentialHosts)): boolean {
+  let ok = table.get(url)
+  if (ok === undefined) table.set(url, (ok = url.origin === pageUrl.origin || hostAllowed(url, credentialHosts)))
+  return ok
+}
+
+/** The remembered answers of `credentialsAllowed` for one page URL (fetch once per page, pass to each call). */
+export function credentialTable(pageUrl: URL, credentialHosts: readonly string[]): WeakMap<URL, boolean> {
   let pages = credMemo.get(credentialHosts)
   if (pages === undefined) credMemo.set(credentialHosts, (pages = new WeakMap()))
   let table = pages.get(pageUrl)
   if (table === undefined) pages.set(pageUrl, (table = new WeakMap()))
-  let ok = table.get(url)
-  if (ok === undefined) table.set(url, (ok = url.origin === pageUrl.origin || hostAllowed(url, credentialHosts)))
-  return ok
+  return table
 }
 
 /**

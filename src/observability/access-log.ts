@@ -1,4 +1,5 @@
 import pino, { type Logger } from 'pino'
+import { requestIdJson } from './request-id.js'
 
 export interface AccessRecord {
   method: string
@@ -8,6 +9,8 @@ export interface AccessRecord {
   ms: number
   upstream: string | undefined
   cache: string
+  /** The request's X-Request-Id (the client's, or generated; see request-id.ts). */
+  id: string
 }
 
 /**
@@ -48,7 +51,7 @@ export function createAccessLog(logger: Logger, lines?: { write(s: string): unkn
     // Upstream ids are validated to [A-Za-z0-9._-] and cache statuses are a fixed set, so only
     // the method and the URL, which come from the client, need escaping.
     stream.write(
-      `${prefix}${Date.now()}${pid}${METHOD_JSON.get(r.method) ?? JSON.stringify(r.method)},"url":${JSON.stringify(r.url)},"status":${r.status},"ms":${twoDecimals(r.ms)}${r.upstream === undefined ? '' : `,"upstream":"${r.upstream}"`},"cache":"${r.cache}","msg":"request"}\n`,
+      `${prefix}${Date.now()}${pid}${METHOD_JSON.get(r.method) ?? JSON.stringify(r.method)},"url":${JSON.stringify(r.url)},"status":${r.status},"ms":${twoDecimals(r.ms)}${r.upstream === undefined ? '' : `,"upstream":"${r.upstream}"`},"cache":"${r.cache}","reqId":${requestIdJson(r.id)},"msg":"request"}\n`,
     )
   }
 }

@@ -24,6 +24,7 @@ export interface MetricSources {
     revalidated: number
     coalescedWaits: number
     passes: number
+    bus: { enabled: true; published: number; received: number; rejected: number; queued: number } | { enabled: false; rejected: number }
     l1: { entries: number; bytes: number }
     l2: { enabled: false } | { enabled: true; hits: number; misses: number; errors: number; breaker: 'closed' | 'open' | 'half-open' }
   }
@@ -165,6 +166,33 @@ export class StrataMetrics {
       },
     })
     new Counter({ name: 'strata_coalesced_waits_total', help: "Requests that waited for another request's origin fetch of the same key.", registers, collect() { mirrorCounter(this, {}, 'coalesced', seen, source().coalescedWaits) } })
+    new Counter({
+      name: 'strata_bus_messages_total',
+      help: 'Page-cache invalidation bus messages: published by this node (out), received from others (in).',
+      labelNames: ['direction'],
+      registers,
+      collect() {
+        const bus = source().bus
+        if (!bus.enabled) return
+        mirrorCounter(this, { direction: 'out' }, 'busOut', seen, bus.published)
+        mirrorCounter(this, { direction: 'in' }, 'busIn', seen, bus.received)
+      },
+    })
+    new Counter({
+      name: 'strata_bus_rejected_total',
+      help: 'Page-cache bus messages dropped as malformed or invalid (never applied).',
+      registers,
+      collect() { mirrorCounter(this, {}, 'busRejected', seen, source().bus.rejected) },
+    })
+    new Gauge({
+      name: 'strata_bus_queued',
+      help: 'Page-cache invalidations waiting for Redis to come back before they are published.',
+      registers,
+      collect() {
+        const bus = source().bus
+        this.set(bus.enabled ? bus.queued : 0)
+      },
+    })
     new Counter({
       name: 'strata_l2_lookups_total',
       help: 'L2 (Redis) lookups by result.',

@@ -276,6 +276,14 @@ export class PageCache {
     return 'bypass; detail=hit-for-pass'
   }
 
+  /**
+   * A config reload: rules and lifetimes apply to the next storage decision. Keys fixed at
+   * construction (sizes, Redis, the cache key) are the caller's to keep unchanged.
+   */
+  reconfigure(config: CacheConfig): void {
+    this.#config = config
+  }
+
   /** Records an L1 hit served from `freshHit`. */
   countHit(): void {
     this.#s.hits++

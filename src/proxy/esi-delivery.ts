@@ -2,6 +2,7 @@ import { createGunzip, createGzip, gunzipSync } from 'node:zlib'
 import { Readable } from 'node:stream'
 import type { FastifyReply, FastifyRequest } from 'fastify'
 import type { EsiConfig } from '../config/schema.js'
+import { appendServerTiming } from '../observability/server-timing.js'
 import type { Logger } from '../observability/logger.js'
 import { StrataError } from '../core/errors.js'
 import { headerValue } from '../core/headers.js'
@@ -39,7 +40,7 @@ export type FragmentOriginFetch = (req: CacheRequest, opts: { sameSite: boolean;
  * key with its own lifetime. The assembled page is never stored as a whole.
  */
 export class EsiDelivery {
-  readonly #config: EsiConfig
+  #config: EsiConfig
   readonly #cache: PageCache
   readonly #log: Logger
   readonly #maxBody: number
@@ -58,6 +59,13 @@ export class EsiDelivery {
     this.#log = opts.logger.child({ module: 'esi' })
     this.#maxBody = opts.maxBodyBytes
     this.#metrics = opts.metrics
+  }
+
+  /** A config reload: the next template and assembly use the new settings (esi.enabled stays). */
+  reconfigure(config: EsiConfig): void {
+    this.#config = config
+    // Include resolution remembers its answers per page URL object (allowedHosts among them).
+    this.#pageUrls.clear()
   }
 
   /** The page cache's prepare hook: a compiled program for ESI templates, undefined otherwise. */
@@ -102,6 +110,8 @@ export class EsiDelivery {
     result: CacheResult,
     found: { program: EsiProgram; cacheControl: string | string[] | undefined },
     fetchOrigin: FragmentOriginFetch,
+    /** Server-Timing so far (cache, upstream) when it is on; `esi;dur` is added at the head. */
+    timing?: string,
   ): Promise<FastifyReply> {
     const { program, cacheControl: templateCacheControl } = found
     const started = performance.now()
@@ -131,6 +141,7 @@ export class EsiDelivery {
     void assembly.result.then((r) => (final = r.cacheControl))
     await Promise.resolve()
     const headers = pageHeaders(result.headers, final ?? 'private, max-age=0')
+    if (timing !== undefined) headers['server-timing'] = appendServerTiming(timing, 'esi', performance.now() - started)
     const compress = this.#config.compress && acceptsEncoding(headerValue(request.headers, 'accept-encoding'), 'gzip')
     let body: Readable | undefined
     if (final === undefined || compress) {

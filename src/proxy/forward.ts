@@ -129,8 +129,8 @@ export class Forwarder {
   readonly #pools: UpstreamPools
   readonly #balancer: Balancer
   readonly #asyncPick: boolean
-  readonly #retries: number
-  readonly #retryOn: readonly RetryOn[]
+  #retries: number
+  #retryOn: readonly RetryOn[]
   readonly #onAttempt: ((upstreamId: string, outcome: RequestOutcome) => void) | undefined
 
   constructor(opts: ForwarderOptions) {
@@ -138,6 +138,12 @@ export class Forwarder {
     this.#pools = opts.pools
     this.#balancer = opts.balancer
     this.#asyncPick = opts.asyncPick
+    this.#retries = opts.retries
+    this.#retryOn = opts.retryOn
+  }
+
+  /** A config reload: the next request's retries follow `balancer.retries` / `retryOn`. */
+  reconfigure(opts: { retries: number; retryOn: readonly RetryOn[] }): void {
     this.#retries = opts.retries
     this.#retryOn = opts.retryOn
   }

@@ -3,6 +3,7 @@ import type { Dispatcher } from 'undici'
 import type { StrataError } from '../core/errors.js'
 import { appendSetCookie } from '../core/headers.js'
 import type { AccessLog } from '../observability/access-log.js'
+import { REQUEST_ID_HEADER } from '../observability/request-id.js'
 import { passHeaders, type CacheRequest } from '../page-cache/index.js'
 import { classifyUpstreamError, type ForwardHead, type ForwardSink } from './forward.js'
 import { errorResponse } from './raw-response.js'
@@ -18,6 +19,8 @@ export interface PassHooks {
    * The client gets the response once it is done, as on the full path.
    */
   invalidate(req: CacheRequest, status: number, headers: Record<string, string | string[]>): Promise<void> | undefined
+  /** Adds Server-Timing to the response head when it is on (`start`: when the request arrived). */
+  timing(headers: Record<string, string | string[]>, start: number): void
 }
 
 /**
@@ -83,6 +86,7 @@ export class PassToClient implements ForwardSink {
     this.#upstream = head.upstreamId
     const headers = passHeaders(head.headers, this.#fwd)
     if (head.setCookie !== undefined) appendSetCookie(headers, head.setCookie)
+    this.#hooks.timing(headers, this.#start)
     const invalidating = this.#hooks.invalidate(creq, head.statusCode, head.headers)
     if (invalidating === undefined) return this.#writeHead(head.statusCode, headers)
     // Hold the response (and the upstream) until the cache has forgotten what it changed.
@@ -156,6 +160,6 @@ export class PassToClient implements ForwardSink {
     const log = this.#log
     if (log === undefined) return
     const req = this.#req
-    log({ method: req.method ?? 'GET', url: req.url ?? '/', status, ms: performance.now() - this.#start, upstream: this.#upstream, cache: 'PASS' })
+    log({ method: req.method ?? 'GET', url: req.url ?? '/', status, ms: performance.now() - this.#start, upstream: this.#upstream, cache: 'PASS', id: req.headers[REQUEST_ID_HEADER] as string })
   }
 }

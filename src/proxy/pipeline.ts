@@ -16,6 +16,8 @@ import type { EsiDelivery, FragmentOriginFetch } from './esi-delivery.js'
 import type { EsiProgram } from '../esi/index.js'
 import { LRUCache } from 'lru-cache'
 import type { Logger } from '../observability/logger.js'
+import { ensureRequestId, REQUEST_ID_HEADER } from '../observability/request-id.js'
+import { serverTiming } from '../observability/server-timing.js'
 
 export interface EdgePipelineOptions {
   cache: PageCache
@@ -29,6 +31,8 @@ export interface EdgePipelineOptions {
   /** The peers whose Forwarded / X-Forwarded-* are kept (config `trustProxy`); default: none. */
   trustProxy?: TrustProxy
   logger: Logger
+  /** Add Server-Timing (cache, upstream, esi durations) to responses. */
+  serverTiming?: boolean
 }
 
 type OriginResponseWithCookie = OriginResponse & { setCookie?: string }
@@ -47,11 +51,13 @@ export class EdgePipeline {
   readonly #extraUpstreamHeaders: Readonly<Record<string, string>>
   readonly #log: Logger
   readonly #trust: TrustProxy | undefined
+  readonly #serverTiming: boolean
   /** Host + URL of passes that answered with an ESI template: they take the full path. */
   readonly #templatePasses = new LRUCache<string, true>({ max: 10_000 })
 
   constructor(opts: EdgePipelineOptions) {
     this.#log = opts.logger
+    this.#serverTiming = opts.serverTiming ?? false
     this.#cache = opts.cache
     this.#forwarder = opts.forwarder
     this.#balancer = opts.balancer
@@ -81,16 +87,18 @@ export class EdgePipeline {
   serveEarly(req: IncomingMessage, res: ServerResponse, log: AccessLog | undefined, fallback: (req: IncomingMessage, res: ServerResponse) => void): boolean {
     if (!this.fastPath) return false
     // The request guard already ran (EdgeServer): refused requests never get here.
-    const start = log === undefined ? 0 : performance.now()
+    const timing = this.#serverTiming
+    const start = log === undefined && !timing ? 0 : performance.now()
     const method = req.method ?? 'GET'
     const url = req.url ?? '/'
     const headers = req.headers
+    const id = ensureRequestId(headers)
     if (url === '*') {
       // OPTIONS * (the only asterisk-form the guard lets through) asks about the server, which for
       // the client is strata (RFC 9110 §9.3.7); it has no path to forward.
       res.writeHead(200, { allow: ALLOWED_METHODS, 'content-length': '0' })
       res.end()
-      log?.({ method, url, status: 200, ms: performance.now() - start, upstream: undefined, cache: 'PASS' })
+      log?.({ method, url, status: 200, ms: performance.now() - start, upstream: undefined, cache: 'PASS', id })
       return true
     }
     const creq = clientCacheRequest(method, url, headers)
@@ -104,6 +112,7 @@ export class EdgePipeline {
     const plain = program === undefined ? plainHit(entry, creq, now) : undefined
     if (plain !== undefined) {
       status = plain.status
+      if (timing) plain.headers.push('server-timing', serverTiming({ cache: performance.now() - start }))
       res.writeHead(status, plain.headers)
       if (plain.body === null) res.end()
       else res.end(plain.body)
@@ -111,17 +120,20 @@ export class EdgePipeline {
       const result = cache.freshResult(entry, creq, now)
       if (result === undefined) return false
       status = result.statusCode
+      const lookupMs = timing ? performance.now() - start : 0
       if (program !== undefined) {
         // A template: served here only if every include is a fresh fragment in memory.
         const page = this.#esi?.assembleFromMemory(result, program, { url, headers }, now)
         if (page === undefined) return false
+        if (timing) page.headers['server-timing'] = serverTiming({ cache: lookupMs, esi: performance.now() - start - lookupMs })
         writeChunkedPage(res, page.status, page.headers, page.page)
       } else {
+        if (timing) result.headers['server-timing'] = serverTiming({ cache: lookupMs })
         writeStored(res, status, result.headers, result.body as Buffer | null)
       }
     }
     cache.countHit()
-    log?.({ method, url, status, ms: performance.now() - start, upstream: undefined, cache: 'HIT' })
+    log?.({ method, url, status, ms: performance.now() - start, upstream: undefined, cache: 'HIT', id })
     return true
   }
 
@@ -161,13 +173,16 @@ export class EdgePipeline {
       if (e.statusCode >= 500) this.#log.warn({ err: { code: e.code, message: e.message }, method, url, upstream }, 'proxy error')
     },
     invalidate: (req, status, headers) => this.#cache.invalidateAfter(req, status, headers),
+    timing: (headers, start) => {
+      if (this.#serverTiming) headers['server-timing'] = serverTiming({ upstream: performance.now() - start })
+    },
   }
 
   /** Handles one client request; resolves once the response has been handed to fastify. */
   handle(request: FastifyRequest, reply: FastifyReply): FastifyReply | Promise<FastifyReply> {
     const trusted = this.trusts(request.ip)
     const creq = clientCacheRequest(request.method, request.url, clientRequestHeaders(request.headers, trusted))
-    const ctx = new OriginContext(this, request, creq, trusted, reply)
+    const ctx = new OriginContext(this, request, creq, trusted, reply, this.#serverTiming)
     const result = this.#cache.handle(creq, ctx.fetch)
     if (result instanceof Promise) return result.then((r) => this.#send(request, reply, r, ctx))
     return this.#send(request, reply, result, ctx)
@@ -177,6 +192,7 @@ export class EdgePipeline {
     request.strata.cache = result.cacheStatus
     if (result.upstreamId !== undefined) request.strata.upstream = result.upstreamId
     const headers = result.headers
+    if (ctx.timed !== undefined) headers['server-timing'] = ctx.serverTiming()
     // The sticky cookie is added per response and never stored: a hit carries none.
     if (ctx.setCookie !== undefined && result.cacheStatus !== 'HIT') appendSetCookie(headers, ctx.setCookie)
     const esi = this.#esi
@@ -217,7 +233,7 @@ export class EdgePipeline {
       return reply.send(result.body)
     }
     if (result.body instanceof Readable) result.body.resume()
-    return esi.send(request, reply, result, found, this.#fragmentFetch(request))
+    return esi.send(request, reply, result, found, this.#fragmentFetch(request), ctx.timed === undefined ? undefined : ctx.serverTiming())
   }
 
   /** Fragment requests: the site's own paths go through the balancer; allowed hosts are fetched directly. */
@@ -227,6 +243,7 @@ export class EdgePipeline {
       const origin = `${req.scheme}://${req.host}`
       const headers = upstreamRequestHeaders(req.headers, { ip: request.ip, proto: 'http' })
       Object.assign(headers, this.#extraUpstreamHeaders)
+      headers[REQUEST_ID_HEADER] = ensureRequestId(request.headers)
       const id = `esi:${origin}`
       let res: Dispatcher.ResponseData
       try {
@@ -244,6 +261,8 @@ export class EdgePipeline {
     stripSticky(headers, this.#balancer)
     Object.assign(headers, this.#extraUpstreamHeaders)
     if (extra !== undefined) Object.assign(headers, extra)
+    // The page's id, also on its ESI fragment requests (whose headers are only esi.forwardHeaders).
+    headers[REQUEST_ID_HEADER] = ensureRequestId(request.headers)
     const bodyAllowed = req.method !== 'GET' && req.method !== 'HEAD'
     const res = await this.#forwarder.forward({
       method: req.method,
@@ -271,14 +290,30 @@ class OriginContext {
   readonly fetch: OriginFetch
   /** The request as the page cache sees it: canonical target and host, cleaned headers. */
   readonly creq: CacheRequest
-  constructor(pipeline: EdgePipeline, request: FastifyRequest, creq: CacheRequest, trusted: boolean, reply: FastifyReply) {
+  /** With Server-Timing on: when the request started, and the time spent waiting for upstreams. */
+  readonly timed: { start: number; upstreamMs: number; upstream: boolean } | undefined
+  constructor(pipeline: EdgePipeline, request: FastifyRequest, creq: CacheRequest, trusted: boolean, reply: FastifyReply, timing: boolean) {
     this.creq = creq
+    const timed: OriginContext['timed'] = timing ? { start: performance.now(), upstreamMs: 0, upstream: false } : undefined
+    this.timed = timed
     this.fetch = async (req, extra) => {
+      const t = timed === undefined ? 0 : performance.now()
       const res = await pipeline.forward(request, req, extra, trusted, undefined, reply)
+      if (timed !== undefined) {
+        timed.upstreamMs += performance.now() - t
+        timed.upstream = true
+      }
       if (res.setCookie !== undefined) this.setCookie = res.setCookie
       this.originHeaders ??= res.headers
       return res
     }
+  }
+
+  /** `cache;dur=…[, upstream;dur=…]` so far: the lookup is the time not spent upstream. */
+  serverTiming(): string {
+    const t = this.timed!
+    const total = performance.now() - t.start
+    return t.upstream ? serverTiming({ cache: Math.max(0, total - t.upstreamMs), upstream: t.upstreamMs }) : serverTiming({ cache: total })
   }
 }
 

@@ -3,6 +3,7 @@ import type { Socket } from 'node:net'
 import { fastify, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify'
 import type { Logger } from '../observability/logger.js'
 import { createAccessLog, type AccessLog } from '../observability/access-log.js'
+import { ensureRequestId } from '../observability/request-id.js'
 import type { StrataConfig } from '../config/schema.js'
 import { StrataError, isStrataError } from '../core/errors.js'
 import { rejectReason } from './request-guard.js'
@@ -19,6 +20,8 @@ import type { EdgePipeline } from './pipeline.js'
 export class RequestFacts {
   cache = 'PASS'
   upstream: string | undefined = undefined
+  /** X-Request-Id (already in the request's headers when the fast path saw the request first). */
+  readonly id: string
   readonly #start = performance.now()
   readonly #request: FastifyRequest
   #log: AccessLog | undefined
@@ -26,6 +29,7 @@ export class RequestFacts {
   constructor(request: FastifyRequest, log: AccessLog | undefined) {
     this.#request = request
     this.#log = log
+    this.id = ensureRequestId(request.headers)
   }
 
   /** The whole response was written: log it now (once). */
@@ -40,6 +44,7 @@ export class RequestFacts {
       ms: performance.now() - this.#start,
       upstream: this.upstream,
       cache: this.cache,
+      id: this.id,
     })
   }
 

@@ -31,6 +31,7 @@ describe('registerDataCacheMetrics', () => {
     expect(value(text, 'strata_data_cache_loader_calls_total{cache="news"}')).toBe(1)
     expect(value(text, 'strata_data_cache_loader_calls_total{cache="users"}')).toBe(1)
     expect(value(text, 'strata_data_cache_misses_total{cache="news"}')).toBe(1)
+    expect(value(text, 'strata_data_cache_lock_waits_total{cache="news"}')).toBe(0)
     expect(value(text, 'strata_data_cache_l1_entries{cache="news"}')).toBe(1)
     expect(value(text, 'strata_data_cache_l1_bytes{cache="news"}')).toBeGreaterThan(0)
     expect(value(text, 'strata_data_cache_breaker_state{cache="news"}')).toBe(0)

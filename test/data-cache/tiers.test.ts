@@ -153,6 +153,8 @@ describe('stampede protection', () => {
     expect(calls).toBe(1)
     expect(all.every((v) => v === 'computed')).toBe(true)
     expect(await raw.exists(`${a.name}:#l:k`)).toBe(0) // released
+    // One instance loaded; the other's single flight waited for its lock (once).
+    expect(a.stats().lockWaits + b.stats().lockWaits).toBe(1)
   })
 
   it('without the lock each instance loads once (the lock is what makes it 1)', async () => {

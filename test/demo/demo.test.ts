@@ -111,7 +111,7 @@ describe('demo webservers without Redis (L1 only)', () => {
     await waitFor(async () => (await titleOf(b2, 2)) === 'Edited without Redis', 5000, 50)
 
     // Pages built from per-node data get a short shared-cache life in this mode.
-    expect((await get(`${b1.url}/news/2`)).headers['cache-control']).toBe('public, s-maxage=10, max-age=0')
+    expect((await get(`${b1.url}/news/2`)).headers['cache-control']).toBe('public, s-maxage=10, max-age=0, stale-while-revalidate=30')
   })
 })
 

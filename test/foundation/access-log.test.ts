@@ -12,14 +12,14 @@ describe('access log line', () => {
   it('is one valid JSON object per line, escaping what the client sent', () => {
     const lines: string[] = []
     const log = createAccessLog(pino({ level: 'info' }), { write: (s: string) => lines.push(s) })!
-    log({ method: 'GET', url: '/a?q="x"\\\u0001', status: 200, ms: 0.05, upstream: undefined, cache: 'HIT' })
-    log({ method: 'PROPFIND', url: '/b', status: 502, ms: 12.3456, upstream: 'b1', cache: 'PASS' })
-    log({ method: 'M"X', url: '/c', status: 400, ms: 1, upstream: undefined, cache: 'PASS' })
+    log({ method: 'GET', url: '/a?q="x"\\\u0001', status: 200, ms: 0.05, upstream: undefined, cache: 'HIT', id: 'abc-1' })
+    log({ method: 'PROPFIND', url: '/b', status: 502, ms: 12.3456, upstream: 'b1', cache: 'PASS', id: 'with"quote\\and-backslash' })
+    log({ method: 'M"X', url: '/c', status: 400, ms: 1, upstream: undefined, cache: 'PASS', id: 'x' })
     expect(lines.every((l) => l.endsWith('\n'))).toBe(true)
     const parsed = lines.map((l) => JSON.parse(l) as Record<string, unknown>)
-    expect(parsed[0]).toMatchObject({ level: 30, pid: process.pid, method: 'GET', url: '/a?q="x"\\\u0001', status: 200, ms: 0.05, cache: 'HIT', msg: 'request' })
+    expect(parsed[0]).toMatchObject({ level: 30, pid: process.pid, method: 'GET', url: '/a?q="x"\\\u0001', status: 200, ms: 0.05, cache: 'HIT', reqId: 'abc-1', msg: 'request' })
     expect(parsed[0]).not.toHaveProperty('upstream')
-    expect(parsed[1]).toMatchObject({ method: 'PROPFIND', ms: 12.35, upstream: 'b1' })
+    expect(parsed[1]).toMatchObject({ method: 'PROPFIND', ms: 12.35, upstream: 'b1', reqId: 'with"quote\\and-backslash' })
     expect(parsed[2]).toMatchObject({ method: 'M"X' })
     expect(typeof parsed[0]!['time']).toBe('number')
   })

@@ -1,3 +1,4 @@
+/// <reference lib="dom" />
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { existsSync, mkdirSync } from 'node:fs'
 import { request } from 'undici'

@@ -1,7 +1,9 @@
 import { describe, expect, it, onTestFinished } from 'vitest'
 import { request } from 'undici'
 import type { IncomingMessage, ServerResponse } from 'node:http'
-import { startBehind, TEST_TOKEN, type RunningStrata } from '../helpers/strata.js'
+import { startBehind, startStrata, TEST_TOKEN, type RunningStrata } from '../helpers/strata.js'
+import { startRedis } from '../helpers/redis.js'
+import { waitFor } from '../helpers/ports.js'
 import { StrataMetrics } from '../../src/observability/metrics.js'
 import { DURATION_BUCKETS } from '../../src/observability/request-tally.js'
 import { Histogram, Registry } from 'prom-client'
@@ -138,6 +140,28 @@ describe('GET /metrics', () => {
     expect(recent.purges.map((p) => p.command)).toEqual([{ all: true }, { tags: ['t'], soft: true }, { urls: ['/a'] }])
   })
 
+  it('counts invalidation bus messages out of one node and into the other, and L2 lookups', async () => {
+    const redis = await startRedis()
+    onTestFinished(() => redis.stop())
+    const b = await startBehind([page], { log: { level: 'warn', access: false }, cache: { redis: redis.url } })
+    onTestFinished(() => b.close())
+    const n2 = await startStrata([b.origins[0]!.url], { log: { level: 'warn', access: false }, cache: { redis: redis.url } })
+    onTestFinished(() => n2.close())
+    await get(`${b.s.url}/shared`)
+    await waitFor(async () => (await get(`${n2.url}/shared`)).headers['x-cache'] === 'HIT')
+    const purged = await get(`${b.s.adminUrl}/purge`, { method: 'POST', headers: { ...AUTH, 'content-type': 'application/json' }, body: JSON.stringify({ urls: ['/shared'] }) })
+    expect(purged.status).toBe(200)
+    await waitFor(async () => sample((await scrape(n2)).text, 'strata_bus_messages_total', { direction: 'in' }) === 1)
+    const one = (await scrape(b.s)).text
+    expect(sample(one, 'strata_bus_messages_total', { direction: 'out' })).toBe(1)
+    expect(sample(one, 'strata_bus_messages_total', { direction: 'in' })).toBe(0)
+    const two = (await scrape(n2)).text
+    // Its first request looked in L2 (a hit, or a miss if node 1's write had not landed yet).
+    expect(sample(two, 'strata_l2_lookups_total', { result: 'hit' })! + sample(two, 'strata_l2_lookups_total', { result: 'miss' })!).toBeGreaterThanOrEqual(1)
+    expect(sample(two, 'strata_l2_breaker_state')).toBe(0)
+    expect(sample(two, 'strata_l2_errors_total')).toBe(0)
+  })
+
   it('counts ESI includes by outcome and observes assembly time', async () => {
     const b = await startBehind([(req, res) => {
       if (req.url === '/frag') {
@@ -168,8 +192,8 @@ describe('GET /metrics', () => {
 describe('StrataMetrics', () => {
   it('maps an unknown cache status to PASS and an odd status code to 5xx instead of throwing', async () => {
     const m = new StrataMetrics({ defaultMetrics: false })
-    m.record({ method: 'GET', url: '/', status: 999, ms: 1, upstream: undefined, cache: 'WEIRD' })
-    m.record({ method: 'GET', url: '/', status: 0, ms: 1, upstream: undefined, cache: 'HIT' })
+    m.record({ method: 'GET', url: '/', status: 999, ms: 1, upstream: undefined, cache: 'WEIRD', id: 'a' })
+    m.record({ method: 'GET', url: '/', status: 0, ms: 1, upstream: undefined, cache: 'HIT', id: 'b' })
     const text = (await m.text()).body
     expect(sample(text, 'strata_requests_total', { cache: 'PASS', code: '5xx' })).toBe(1)
     expect(sample(text, 'strata_requests_total', { cache: 'HIT', code: '5xx' })).toBe(1)
@@ -181,7 +205,7 @@ describe('StrataMetrics', () => {
     // Bucket edges exactly, between them, beyond the last, zero.
     const ms = [0, 0.1, 0.10001, 0.3, 1, 2.5, 7, 250, 999, 10_000, 10_001, 60_000]
     for (const v of ms) {
-      m.record({ method: 'GET', url: '/', status: 200, ms: v, upstream: undefined, cache: 'MISS' })
+      m.record({ method: 'GET', url: '/', status: 200, ms: v, upstream: undefined, cache: 'MISS', id: 'c' })
       reference.labels('MISS').observe(v / 1000)
     }
     const ours = (await m.text()).body

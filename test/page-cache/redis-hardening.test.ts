@@ -112,7 +112,10 @@ describe('page-cache bus: a subscription gap', () => {
     await redis.kill()
     await redis.restart()
     await waitFor(() => n.peek('http://example.test/g') === undefined, 10_000)
-    expect((await get(n, o, '/g')).cacheStatus).toBe('MISS')
+    // Not from L1 any more: a miss, or an L2 hit when the first write sat in ioredis's offline
+    // queue through the kill and reached the restarted server.
+    const r = await get(n, o, '/g')
+    expect(r.cacheStatus === 'MISS' || String(r.headers['cache-status']).includes('detail=l2')).toBe(true)
   })
 })
 

@@ -1,0 +1,90 @@
+import type { StrataConfig } from './schema.js'
+
+/**
+ * What a config reload (SIGHUP, POST /config/reload) may change while strata runs, as pure
+ * functions: which keys differ, which of them apply at once, and the config in force afterwards.
+ *
+ * Applied at runtime: the upstream list (added, removed, and replaced when its url, weight or
+ * backup flag changes), the cache's rules and lifetimes (`cache.rules`, `defaultTtl`, `grace`,
+ * `staleIfError`, `hitForPass`, `enabled`, `coalesce`), every ESI setting but `esi.enabled`,
+ * `log.level`, and the balancer's `slowStartMs`, `drainMs`, `passive`, `retries` and `retryOn`.
+ * Everything else (listen and admin addresses, the token, timeouts, the balancer's algorithm,
+ * hashing, sticky mode and health checks, cache sizes, Redis, the cache key, `log.access`,
+ * `serverTiming`) is reported as needing a restart and stays as it was.
+ */
+const RUNTIME_KEYS: ReadonlySet<string> = new Set([
+  'upstreams',
+  'cache.rules',
+  'cache.defaultTtl',
+  'cache.grace',
+  'cache.staleIfError',
+  'cache.hitForPass',
+  'cache.enabled',
+  'cache.coalesce',
+  'esi.paths',
+  'esi.allowedHosts',
+  'esi.maxDepth',
+  'esi.maxConcurrentIncludes',
+  'esi.maxIncludes',
+  'esi.fragmentTimeoutMs',
+  'esi.onError',
+  'esi.forwardHeaders',
+  'esi.compress',
+  'log.level',
+  'balancer.slowStartMs',
+  'balancer.drainMs',
+  'balancer.passive',
+  'balancer.retries',
+  'balancer.retryOn',
+])
+
+/** Sections compared key by key; the rest (upstreams, serverTiming) as a whole. */
+const SECTIONS = ['listen', 'admin', 'timeouts', 'balancer', 'cache', 'esi', 'log'] as const
+
+export interface ReloadPlan {
+  /** Keys whose new value is now in force. */
+  changed: string[]
+  /** Keys that differ but only take effect after a restart; their old value stays. */
+  restartRequired: string[]
+  /** The config in force after the reload (old values for the restart-only keys), frozen. */
+  effective: StrataConfig
+}
+
+const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b)
+
+/** Dotted keys (`cache.rules`, `listen.port`, `upstreams`) whose values differ. */
+export function configDiff(old: StrataConfig, next: StrataConfig): string[] {
+  const out: string[] = []
+  const o = old as unknown as Record<string, Record<string, unknown>>
+  const n = next as unknown as Record<string, Record<string, unknown>>
+  for (const top of new Set([...Object.keys(o), ...Object.keys(n)])) {
+    if ((SECTIONS as readonly string[]).includes(top)) {
+      for (const k of new Set([...Object.keys(o[top] ?? {}), ...Object.keys(n[top] ?? {})])) {
+        if (!same(o[top]?.[k], n[top]?.[k])) out.push(`${top}.${k}`)
+      }
+    } else if (!same(o[top], n[top])) out.push(top)
+  }
+  return out
+}
+
+export function planReload(old: StrataConfig, next: StrataConfig): ReloadPlan {
+  const diff = configDiff(old, next)
+  const changed = diff.filter((k) => RUNTIME_KEYS.has(k))
+  const restartRequired = diff.filter((k) => !RUNTIME_KEYS.has(k))
+  const effective = structuredClone(old) as unknown as Record<string, Record<string, unknown>>
+  const src = next as unknown as Record<string, Record<string, unknown>>
+  for (const key of changed) {
+    const [top, sub] = key.split('.') as [string, string | undefined]
+    if (sub === undefined) effective[top] = structuredClone(src[top]) as Record<string, unknown>
+    else effective[top]![sub] = structuredClone(src[top]![sub])
+  }
+  return { changed, restartRequired, effective: deepFreeze(effective) as unknown as StrataConfig }
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value)
+    for (const v of Object.values(value)) deepFreeze(v)
+  }
+  return value
+}
