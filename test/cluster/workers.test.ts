@@ -1,3 +1,4 @@
+import { readFileSync, writeFileSync } from 'node:fs'
 import { request as httpRequest } from 'node:http'
 import { afterEach, describe, expect, it } from 'vitest'
 import { startOrigin, type Origin } from '../helpers/origin.js'
@@ -230,6 +231,41 @@ describe('workers: 2', () => {
     await stored()
     await untilEveryWorkerServed(s, '/r', await stats(s))
     expect(o.hits('/r')).toBe(2)
+  })
+
+  it('SIGHUP reloads the config in every worker (checked by the primary first); a worker started later reads it too', async () => {
+    const a = await origin('a', 'no-store')
+    const b = await origin('b', 'no-store')
+    const s = await serve([a])
+    const file = s.child.spawnargs.at(-1)!
+    const cfg = JSON.parse(readFileSync(file, 'utf8')) as Record<string, unknown>
+
+    // An invalid file: refused by the primary with every problem, no worker touched.
+    writeFileSync(file, JSON.stringify({ ...cfg, upstreams: [{ id: 'b2', url: 'ftp://nope' }] }))
+    const refused = await admin(s, 'POST', '/config/reload')
+    expect(refused.status).toBe(400)
+    expect(refused.json.problems).toEqual(['upstreams[0].url: must be an http(s) URL'])
+
+    writeFileSync(file, JSON.stringify({ ...cfg, upstreams: [{ id: 'b2', url: b.url }] }))
+    process.kill(s.child.pid!, 'SIGHUP')
+    await waitFor(() => s.logs().some((l) => l['msg'] === 'config reloaded in every worker'))
+    const aBefore = a.hits()
+    const served = await untilEveryWorkerServed(s, '/p', await stats(s))
+    expect(served.every((r) => r.body === 'b /p')).toBe(true)
+    expect(a.hits()).toBe(aBefore)
+    expect((await admin(s, 'GET', '/status')).json.config.upstreams.map((u: { id: string }) => u.id)).toEqual(['b2'])
+
+    // A worker started after the reload (this one replaces a killed one) serves the reloaded upstreams.
+    const victim = (await stats(s)).workers[0]!.pid
+    process.kill(victim, 'SIGKILL')
+    const replaced = await waitFor(async () => {
+      const now = await stats(s)
+      return now.workers.length === 2 && !now.workers.some((w) => w.pid === victim || w.error !== undefined) ? now : undefined
+    }, 20_000)
+    const again = await untilEveryWorkerServed(s, '/p', replaced)
+    expect(again.every((r) => r.body === 'b /p')).toBe(true)
+    expect(a.hits()).toBe(aBefore)
+    expect(s.alive()).toBe(true)
   })
 
   it('SIGTERM drains every worker (an in-flight request completes) and exits 0', async () => {
