@@ -80,7 +80,7 @@ export async function main(argv: string[]): Promise<number> {
       } catch (err) {
         return reportConfigError(err)
       }
-      const { logger, accessLines, flush } = createServerLogger(process.env['STRATA_LOG_LEVEL'] ?? config.log.level)
+      const { logger, accessLines, flush } = createServerLogger(process.env['STRATA_LOG_LEVEL'] ?? config.log.level, { sharedStdout: config.workers > 1 })
       if (config.workers > 1) {
         const primary = new ClusterPrimary(config, logger, { configFile: values.config })
         // SIGHUP re-reads the config file in every worker (the primary checks it first).

@@ -121,7 +121,9 @@ export class ClusterPrimary {
         const w = s.worker
         if (w === undefined || w.isDead()) return []
         const exited = new Promise<void>((resolve) => w.once('exit', () => resolve()))
-        this.#send(w, { strata: 'shutdown' })
+        // A worker still starting has no requests to drain and no handler yet: a signal ends it.
+        if (s.ready) this.#send(w, { strata: 'shutdown' })
+        else w.process.kill('SIGTERM')
         return [exited]
       })
       await this.#admin?.close()

@@ -14,7 +14,7 @@ export async function runWorker(): Promise<number> {
   const start = await firstStart()
   if (start === undefined) return 3
   const config = deepFreeze(start.config)
-  const { logger, accessLines, flush } = createServerLogger(process.env['STRATA_LOG_LEVEL'] ?? config.log.level)
+  const { logger, accessLines, flush } = createServerLogger(process.env['STRATA_LOG_LEVEL'] ?? config.log.level, { sharedStdout: true })
   const log = logger.child({ module: 'worker' })
   const send = (m: WorkerMessage): void => {
     if (process.connected) process.send!(m, undefined, undefined, (err: Error | null) => err && log.debug({ err: err.message }, 'the primary is gone'))

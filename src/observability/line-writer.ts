@@ -15,7 +15,17 @@ export interface LineWriterOptions {
   maxChars?: number
   /** Longest a partial batch waits before it is written. */
   flushIntervalMs?: number
+  /**
+   * Several processes share the destination (the workers of `"workers": N` on one stdout): each
+   * write is at most this many bytes, cut at line ends. A pipe takes a write of up to PIPE_BUF
+   * (4096 bytes on Linux) whole or not at all, so lines of different processes never mix; a
+   * larger write may be taken in part, and another process's bytes land in the middle of a line.
+   */
+  atomicBytes?: number
 }
+
+/** POSIX guarantees 512; Linux gives 4096. */
+export const PIPE_BUF = 4096
 
 /**
  * The process's stdout writer: pino's own asynchronous writer (sonic-boom) on a file descriptor,
@@ -39,6 +49,7 @@ export class LineWriter {
   readonly #out: SonicBoom
   readonly #fd: number
   readonly #batchChars: number
+  readonly #atomicBytes: number | undefined
   readonly #maxChars: number
   readonly #timer: NodeJS.Timeout
   #pending: string[] = []
@@ -58,6 +69,7 @@ export class LineWriter {
   constructor(fd: number, opts: LineWriterOptions = {}) {
     this.#fd = fd
     this.#batchChars = opts.batchChars ?? 16_384
+    this.#atomicBytes = opts.atomicBytes
     this.#maxChars = opts.maxChars ?? 16 * 1024 * 1024
     // Buffers, not strings: sonic-boom measures a string's byte length on write and converts it to
     // a Buffer twice more (to write it, and after the write); a Buffer is encoded once, here.
@@ -141,12 +153,34 @@ export class LineWriter {
       }
       return
     }
+    if (this.#atomicBytes !== undefined) return this.#handOverAtomic(this.#atomicBytes)
     const data = this.#pending.length === 1 ? this.#pending[0]! : this.#pending.join('')
     this.#pending = []
     this.#pendingChars = 0
     this.#urgent = false
     this.#busy = true
     // (The types only know string mode.)
+    ;(this.#out as unknown as { write(b: Buffer): boolean }).write(Buffer.from(data))
+  }
+
+  /** As #handOver, at most `max` bytes (whole lines; a longer line alone); the rest follows on drain. */
+  #handOverAtomic(max: number): void {
+    let bytes = 0
+    let chars = 0
+    let n = 0
+    for (; n < this.#pending.length; n++) {
+      const l = this.#pending[n]!
+      const b = Buffer.byteLength(l)
+      if (n > 0 && bytes + b > max) break
+      bytes += b
+      chars += l.length
+    }
+    const data = n === 1 ? this.#pending[0]! : this.#pending.slice(0, n).join('')
+    this.#pending = n === this.#pending.length ? [] : this.#pending.slice(n)
+    this.#pendingChars -= chars
+    // What is left is written as soon as this write is done, not at the next timer tick.
+    this.#urgent = this.#pending.length > 0
+    this.#busy = true
     ;(this.#out as unknown as { write(b: Buffer): boolean }).write(Buffer.from(data))
   }
 

@@ -1,5 +1,5 @@
 import pino, { type Logger, type LoggerOptions, type DestinationStream } from 'pino'
-import { LineWriter } from './line-writer.js'
+import { LineWriter, PIPE_BUF } from './line-writer.js'
 
 export type { Logger }
 
@@ -29,8 +29,9 @@ export function createLogger(level: string = process.env['STRATA_LOG_LEVEL'] ?? 
  * throughput; operational lines (startup, errors, state changes: a few per minute) start a write
  * at once, so tools see "listening" without delay.
  */
-export function createServerLogger(level: string): LoggerHandle {
-  const accessLines = new LineWriter(1)
+export function createServerLogger(level: string, opts: { sharedStdout?: boolean } = {}): LoggerHandle {
+  // Workers share the primary's stdout: writes small enough for a pipe to take whole (see LineWriter).
+  const accessLines = new LineWriter(1, opts.sharedStdout === true ? { atomicBytes: PIPE_BUF } : {})
   const logger = createLogger(level, { write: (line: string) => accessLines.writeNow(line) })
   return { logger, accessLines, flush: () => accessLines.close() }
 }

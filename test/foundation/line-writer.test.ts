@@ -4,14 +4,14 @@ import { closeSync, constants, mkdtempSync, openSync, readFileSync, rmSync } fro
 import { Socket } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { LineWriter } from '../../src/observability/line-writer.js'
+import { LineWriter, PIPE_BUF } from '../../src/observability/line-writer.js'
 
 const dir = mkdtempSync(join(tmpdir(), 'strata-lines-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
 let n = 0
 
 /** A non-blocking FIFO: the write end for a LineWriter, the read end as a paused socket. */
-function fifo(): { writeFd: number; reader: Socket; read: () => Promise<string> } {
+function fifo(): { path: string; writeFd: number; reader: Socket; read: () => Promise<string> } {
   const path = join(dir, `f${n++}`)
   execFileSync('mkfifo', [path])
   const readFd = openSync(path, constants.O_RDONLY | constants.O_NONBLOCK)
@@ -22,6 +22,7 @@ function fifo(): { writeFd: number; reader: Socket; read: () => Promise<string> 
   reader.on('data', (d: Buffer) => (out += d.toString()))
   const ended = new Promise<void>((resolve) => reader.once('end', resolve))
   return {
+    path,
     writeFd,
     reader,
     read: async () => {
@@ -87,4 +88,26 @@ describe('LineWriter', () => {
       // already closed by the writer
     }
   })
+
+  it('with atomicBytes, two writers on one pipe (the workers on one stdout) never cut into each other\'s lines', async () => {
+    const f = fifo()
+    // A second write end on the same FIFO: another process's stdout.
+    const second = openSync(f.path, constants.O_WRONLY | constants.O_NONBLOCK)
+    const writers = [new LineWriter(f.writeFd, { atomicBytes: PIPE_BUF }), new LineWriter(second, { atomicBytes: PIPE_BUF })]
+    const mark = ['a', 'b']
+    // Both fill the paused pipe, then race for it as the reader drains it.
+    for (let i = 0; i < 3000; i++) {
+      writers.forEach((w, k) => w.write(`{"w":"${mark[k]}","i":${i},"pad":"${mark[k]!.repeat(300)}"}\n`))
+      if (i % 100 === 0) await new Promise((r) => setImmediate(r))
+    }
+    const text = f.read()
+    await Promise.all(writers.map((w) => w.close()))
+    const lines = (await text).trim().split('\n')
+    expect(lines).toHaveLength(6000)
+    for (const l of lines) {
+      const o = JSON.parse(l) as { w: string; pad: string }
+      expect(o.pad).toBe(o.w.repeat(300))
+    }
+  })
 })
+
