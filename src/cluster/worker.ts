@@ -12,7 +12,8 @@ import { parsePrimaryMessage, type AdminAnswer, type AdminCall, type PrimaryMess
  */
 export async function runWorker(): Promise<number> {
   const start = await firstStart()
-  if (start === undefined) return 3
+  // Stopped (or orphaned) before it was given anything to serve.
+  if (start === undefined) return 0
   const config = deepFreeze(start.config)
   const { logger, accessLines, flush } = createServerLogger(process.env['STRATA_LOG_LEVEL'] ?? config.log.level, { sharedStdout: true })
   const log = logger.child({ module: 'worker' })
@@ -88,14 +89,14 @@ export async function runWorker(): Promise<number> {
   })
 }
 
-/** The primary's start message (other messages before it are not expected and are dropped). */
+/** The primary's start message; undefined if it asks for a shutdown first or goes away. */
 function firstStart(): Promise<(PrimaryMessage & { strata: 'start' }) | undefined> {
   return new Promise((resolve) => {
     const onMessage = (raw: unknown) => {
       const m = parsePrimaryMessage(raw)
-      if (m?.strata !== 'start') return
+      if (m?.strata !== 'start' && m?.strata !== 'shutdown') return
       process.off('message', onMessage)
-      resolve(m)
+      resolve(m.strata === 'start' ? m : undefined)
     }
     process.on('message', onMessage)
     process.once('disconnect', () => resolve(undefined))
