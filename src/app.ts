@@ -154,6 +154,10 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     if (changed.some((k) => k.startsWith('balancer.'))) {
       balancer.reconfigure(next.balancer)
       forwarder.reconfigure(next.balancer)
+      // The Redis client for shared learn-mode sessions is made at startup only.
+      if (next.balancer.sticky?.mode === 'learn' && learnRedis === undefined && config.cache.redis !== null) {
+        logger.warn('sticky learn mode was turned on by a reload: its sessions stay local to this node until a restart shares them through Redis')
+      }
     }
     // Removed or moved (url) upstreams finish their in-flight requests on their own pool, which
     // closes gracefully; a weight or backup change keeps the upstream and its state.
