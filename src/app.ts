@@ -149,7 +149,7 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
       throw err
     }
     const plan = planReload(current, next)
-    applyReload(plan.changed, current, plan.effective)
+    applyReload(plan.changed, plan.effective)
     current = plan.effective
     logger.info({ file: opts.configFile, changed: plan.changed, restartRequired: plan.restartRequired }, 'config reloaded')
     // Last, so the line above is written at the level the operator had until now.
@@ -157,19 +157,19 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     return { changed: plan.changed, restartRequired: plan.restartRequired }
   }
   /** Applies the runtime keys of a reload to the running parts. */
-  const applyReload = (changed: readonly string[], old: StrataConfig, next: StrataConfig): void => {
-    if (changed.includes('upstreams')) {
-      const before = new Map(old.upstreams.map((u) => [u.id, u]))
-      const after = new Map(next.upstreams.map((u) => [u.id, u]))
-      // Removed (or replaced) first: in-flight requests finish on their own pool, which closes
-      // gracefully; new requests go to the new list.
-      for (const [id, u] of before) if (!after.has(id) || JSON.stringify(after.get(id)) !== JSON.stringify(u)) balancer.remove(id)
-      for (const [id, u] of after) if (!before.has(id) || JSON.stringify(before.get(id)) !== JSON.stringify(u)) balancer.add(u)
-    }
+  const applyReload = (changed: readonly string[], next: StrataConfig): void => {
+    // Balancer settings first, so upstreams added below follow the new health-check settings.
     if (changed.some((k) => k.startsWith('balancer.'))) {
       balancer.reconfigure(next.balancer)
       forwarder.reconfigure(next.balancer)
+      // The Redis client for shared learn-mode sessions is made at startup only.
+      if (next.balancer.sticky?.mode === 'learn' && learnRedis === undefined && config.cache.redis !== null) {
+        logger.warn('sticky learn mode was turned on by a reload: its sessions stay local to this node until a restart shares them through Redis')
+      }
     }
+    // Removed or moved (url) upstreams finish their in-flight requests on their own pool, which
+    // closes gracefully; a weight or backup change keeps the upstream and its state.
+    if (changed.includes('upstreams')) balancer.setUpstreams(next.upstreams)
     if (changed.some((k) => k.startsWith('cache.'))) cache.reconfigure(next.cache)
     if (changed.some((k) => k.startsWith('esi.'))) esi?.reconfigure(next.esi)
   }

@@ -89,19 +89,23 @@ export class Balancer {
   readonly #clock: Clock
   readonly #log: Logger
   readonly #random: () => number
-  readonly #algorithm: Algorithm
-  readonly #hashSource: HashSource | undefined
-  readonly #sticky: StickyConfig | null
-  readonly #secret: string | Buffer
-  readonly #idleRefreshMs: number
+  readonly #redis: RedisClient | undefined
+  readonly #redisTimeoutMs: number | undefined
+  // The picking policy: set together by #applyPolicy (construction and reload), read by `pick`.
+  // A pick is synchronous, so a reload swaps them between two picks, never during one.
+  #algorithm: Algorithm = ALGORITHM.roundRobin
+  #hashSource: HashSource | undefined
+  #sticky: StickyConfig | null = null
+  #secret: string | Buffer = ''
+  #idleRefreshMs = Number.POSITIVE_INFINITY
   /**
    * Tokens whose MAC already verified → payload. An HMAC costs microseconds; a returning visitor
    * sends the same token on every request, so a hit here makes a sticky pick a map lookup.
    * Only verified tokens enter, keyed by the exact string, so a forgery can never hit.
    */
   readonly #verified = new LRUCache<string, StickyPayload>({ max: 10_000 })
-  readonly #learn: LearnTable | undefined
-  readonly #checker: HealthChecker | undefined
+  #learn: LearnTable | undefined
+  #checker: HealthChecker | undefined
   readonly #listeners: { [K in keyof BalancerEvents]: Set<BalancerEvents[K]> } = { added: new Set(), removed: new Set() }
 
   readonly #upstreams = new Map<string, UpstreamState>()
@@ -125,7 +129,7 @@ export class Balancer {
   /** Upstreams whose ejection was logged and whose return is not yet logged. */
   readonly #ejected = new Set<UpstreamState>()
   /** Answered statuses that count as passive-health failures (`passive.statuses`). */
-  readonly #failStatuses: ReadonlySet<number>
+  #failStatuses: ReadonlySet<number> = new Set()
   /**
    * Nothing is available (every server down or ejected), so the candidates are every server not
    * drained or removed: as nginx, try them anyway rather than answer 503 to everyone.
@@ -140,6 +144,10 @@ export class Balancer {
 
   #started = false
   #closed = false
+  /** Health checkers replaced by a reload, still closing (awaited by `close`). */
+  readonly #retiring = new Set<Promise<void>>()
+  /** The secret of insert-mode cookies when `sticky.secret` is unset: one per process, kept across reloads. */
+  #randomSecret: Buffer | undefined
 
   constructor(opts: BalancerOptions) {
     const config = opts.config
@@ -147,32 +155,9 @@ export class Balancer {
     this.#clock = opts.clock ?? systemClock
     this.#log = (opts.logger ?? silentLogger).child({ module: 'balancer' })
     this.#random = opts.random ?? Math.random
-    this.#algorithm = config.algorithm
-    this.#hashSource = config.algorithm === ALGORITHM.consistentHash ? parseHashOn(config.hashOn) : undefined
-    this.#sticky = config.sticky
-    this.#failStatuses = new Set(config.passive.statuses)
-
-    if (config.sticky?.mode === 'insert') {
-      if (config.sticky.secret === undefined) {
-        this.#log.warn('sticky.secret is not set: using a random secret, so sticky cookies die with this process and other nodes reject them')
-      }
-      this.#secret = config.sticky.secret ?? randomStickySecret()
-      // Re-sign lastSeen at most every quarter of maxIdleMs: one HMAC per request is enough, two is waste.
-      this.#idleRefreshMs = config.sticky.maxIdleMs === undefined ? Number.POSITIVE_INFINITY : Math.max(1, Math.floor(config.sticky.maxIdleMs / 4))
-    } else {
-      this.#secret = ''
-      this.#idleRefreshMs = Number.POSITIVE_INFINITY
-    }
-
-    if (config.sticky?.mode === 'learn') {
-      this.#learn = new LearnTable(config.sticky.cookie, {
-        ttlMs: config.sticky.ttlMs,
-        clock: this.#clock,
-        logger: this.#log,
-        redis: opts.redis,
-        redisTimeoutMs: opts.redisTimeoutMs,
-      })
-    }
+    this.#redis = opts.redis
+    this.#redisTimeoutMs = opts.redisTimeoutMs
+    this.#applyPolicy(config, undefined)
 
     const checked = config.healthCheck !== null
     for (const cfg of opts.upstreams) {
@@ -181,16 +166,7 @@ export class Balancer {
       this.#upstreams.set(cfg.id, new UpstreamState(cfg, checked))
     }
     this.#rebuildRings()
-
-    if (config.healthCheck !== null) {
-      const hc: HealthCheckConfig = config.healthCheck
-      this.#checker = new HealthChecker({
-        config: hc,
-        targets: () => this.#upstreams.values(),
-        onResult: (u, ok, detail) => this.#onCheck(u, ok, detail, hc),
-        logger: this.#log,
-      })
-    }
+    this.#checker = this.#makeChecker(config.healthCheck)
   }
 
   /** Whether `pick` reads cookies (so the proxy can skip parsing them otherwise). */
@@ -213,7 +189,7 @@ export class Balancer {
   async close(): Promise<void> {
     if (this.#closed) return
     this.#closed = true
-    await this.#checker?.close()
+    await Promise.all([this.#checker?.close(), ...this.#retiring])
     this.#learn?.clear()
     this.#verified.clear()
     this.#listeners.added.clear()
@@ -368,13 +344,56 @@ export class Balancer {
   }
 
   /**
-   * A config reload: `slowStartMs`, `drainMs` and `passive` are read per request, so they apply
-   * at once. The algorithm, hashing, sticky mode and health checks are fixed at construction
-   * (the caller reports them as needing a restart and passes them unchanged).
+   * A config reload of the `balancer` section; every key applies at once. The picking policy
+   * (algorithm, hashing, sticky settings) is swapped in one synchronous step, so each pick sees
+   * either the old policy or the new one. Sticky changes apply to the next request: a cookie
+   * under the old name, or signed with the old secret, no longer matches, and that user is
+   * balanced afresh (and, in insert mode, issued a new cookie). Changed health-check settings
+   * replace the checker (its first round runs at once); the upstreams keep their health.
+   * Throws STRATA_CONFIG_INVALID (changing nothing) for a `hashOn` it cannot parse.
    */
-  reconfigure(config: Pick<BalancerConfig, 'slowStartMs' | 'drainMs' | 'passive'>): void {
-    this.#config = { ...this.#config, slowStartMs: config.slowStartMs, drainMs: config.drainMs, passive: config.passive }
+  reconfigure(config: BalancerConfig): void {
+    const old = this.#config
+    this.#applyPolicy(config, old)
+    this.#config = config
+    if (!sameJson(old.healthCheck, config.healthCheck)) this.#replaceChecker(old.healthCheck !== null, config.healthCheck)
     this.#dirty = true
+    const changed = Object.keys(config).filter((k) => !sameJson(old[k as keyof BalancerConfig], config[k as keyof BalancerConfig]))
+    if (changed.length > 0) this.#log.info({ changed, algorithm: config.algorithm }, 'balancer reconfigured')
+  }
+
+  /**
+   * A config reload's upstream list. An upstream whose id and url stay is updated in place (weight,
+   * backup flag): it keeps its health, ejection state, latency average and active requests, and
+   * does not start over in slow start. One whose url changed is another server: removed and added
+   * (so it ramps up). New ids are added, missing ones removed (their in-flight requests finish).
+   * The whole list is validated first, so a bad entry changes nothing.
+   */
+  setUpstreams(list: readonly UpstreamConfig[]): void {
+    const next = new Map<string, UpstreamConfig>()
+    for (const cfg of list) {
+      validateUpstream(cfg, 'STRATA_CONFIG_INVALID')
+      if (next.has(cfg.id)) throw new StrataError('STRATA_CONFIG_INVALID', `duplicate upstream id "${cfg.id}"`)
+      next.set(cfg.id, cfg)
+    }
+    for (const u of [...this.#upstreams.values()]) {
+      const cfg = next.get(u.id)
+      if (cfg === undefined || cfg.url !== u.url) this.remove(u.id)
+    }
+    let updated = false
+    for (const cfg of next.values()) {
+      const u = this.#upstreams.get(cfg.id)
+      if (u === undefined) {
+        this.add(cfg)
+      } else if (u.update(cfg.weight ?? 1, cfg.backup ?? false)) {
+        updated = true
+        this.#log.info({ upstream: u.id, weight: u.weight, backup: u.backup }, 'upstream updated in place')
+      }
+    }
+    if (updated) {
+      this.#rebuildRings()
+      this.#dirty = true
+    }
   }
 
   /** No new sessions; sticky sessions keep it for `drainMs`, then move. Idempotent. */
@@ -401,6 +420,71 @@ export class Balancer {
 
   // ---------------------------------------------------------------------------------------------
   // Internals
+
+  /**
+   * Sets the picking policy from `config`. Everything that can fail is computed before anything is
+   * assigned, so a bad config leaves the old policy whole. `old` is undefined at construction.
+   */
+  #applyPolicy(config: BalancerConfig, old: BalancerConfig | undefined): void {
+    const hashSource = config.algorithm === ALGORITHM.consistentHash ? parseHashOn(config.hashOn) : undefined
+    if (old === undefined || !sameJson(old.sticky, config.sticky)) this.#applySticky(config.sticky)
+    this.#algorithm = config.algorithm
+    this.#hashSource = hashSource
+    this.#failStatuses = new Set(config.passive.statuses)
+    this.#rebuildRings()
+  }
+
+  #applySticky(sticky: StickyConfig | null): void {
+    let secret: string | Buffer = ''
+    let idleRefreshMs = Number.POSITIVE_INFINITY
+    if (sticky?.mode === 'insert') {
+      if (sticky.secret === undefined) {
+        this.#log.warn('sticky.secret is not set: using a random secret, so sticky cookies die with this process and other nodes reject them')
+        this.#randomSecret ??= randomStickySecret()
+      }
+      secret = sticky.secret ?? this.#randomSecret!
+      // Re-sign lastSeen at most every quarter of maxIdleMs: one HMAC per request is enough, two is waste.
+      if (sticky.maxIdleMs !== undefined) idleRefreshMs = Math.max(1, Math.floor(sticky.maxIdleMs / 4))
+    }
+    const learn =
+      sticky?.mode === 'learn'
+        ? new LearnTable(sticky.cookie, { ttlMs: sticky.ttlMs, clock: this.#clock, logger: this.#log, redis: this.#redis, redisTimeoutMs: this.#redisTimeoutMs })
+        : undefined
+    this.#learn?.clear()
+    this.#learn = learn
+    this.#sticky = sticky
+    this.#secret = secret
+    this.#idleRefreshMs = idleRefreshMs
+    // Tokens verified under the old settings must be checked again (a changed secret rejects them).
+    this.#verified.clear()
+  }
+
+  #makeChecker(hc: HealthCheckConfig | null): HealthChecker | undefined {
+    if (hc === null) return undefined
+    return new HealthChecker({
+      config: hc,
+      targets: () => this.#upstreams.values(),
+      onResult: (u, ok, detail) => this.#onCheck(u, ok, detail, hc),
+      logger: this.#log,
+    })
+  }
+
+  /**
+   * New health-check settings: the old checker stops (its checks in flight are aborted and report
+   * nothing) and a new one starts with a round at once. Upstreams keep their health; when checks
+   * are turned on they start up (as at startup), when turned off a server that was down is in again.
+   */
+  #replaceChecker(wasChecked: boolean, hc: HealthCheckConfig | null): void {
+    const prev = this.#checker
+    this.#checker = this.#makeChecker(hc)
+    if (prev !== undefined) {
+      const closing = prev.close().catch((err: unknown) => this.#log.error({ err }, 'closing the replaced health checker failed'))
+      this.#retiring.add(closing)
+      void closing.then(() => this.#retiring.delete(closing))
+    }
+    if (wasChecked !== (hc !== null)) for (const u of this.#upstreams.values()) u.setChecked(hc !== null)
+    if (this.#started && !this.#closed) this.#checker?.start()
+  }
 
   #pickInsert(req: PickRequest, cookies: ReadonlyMap<string, string>, name: string, exclude: ReadonlySet<string> | undefined, now: number): PickResult | undefined {
     const token = cookies.get(name)
@@ -595,7 +679,10 @@ export class Balancer {
   }
 
   #rebuildRings(): void {
-    if (this.#algorithm !== ALGORITHM.consistentHash) return
+    if (this.#algorithm !== ALGORITHM.consistentHash) {
+      this.#primaryRing = this.#backupRing = undefined
+      return
+    }
     const all = [...this.#upstreams.values()]
     this.#primaryRing = new HashRing(all.filter((u) => !u.backup))
     this.#backupRing = new HashRing(all.filter((u) => u.backup))
@@ -643,6 +730,8 @@ export class Balancer {
     return u
   }
 }
+
+const sameJson = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b)
 
 /** May take a request when nothing is available: anything an operator did not drain or remove. */
 function isTryable(u: UpstreamState): boolean {

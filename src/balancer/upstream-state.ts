@@ -70,8 +70,9 @@ export class UpstreamState implements Upstream {
   readonly url: string
   readonly origin: string
   readonly basePath: string
-  readonly weight: number
-  readonly backup: boolean
+  // Weight and backup flag change only through `update` (a config reload).
+  #weight: number
+  #backup: boolean
 
   /** `pick`'s answer when no cookie is to be set: allocated once, not per request. */
   readonly plainPick: { readonly upstream: Upstream }
@@ -101,11 +102,39 @@ export class UpstreamState implements Upstream {
     this.url = cfg.url
     this.origin = parsed.origin
     this.basePath = parsed.pathname === '/' ? '' : parsed.pathname.replace(/\/+$/, '')
-    this.weight = cfg.weight ?? 1
-    this.backup = cfg.backup ?? false
+    this.#weight = cfg.weight ?? 1
+    this.#backup = cfg.backup ?? false
     // Optimistic start (as nginx): a configured server takes traffic until checks say otherwise.
     this.#health = checked ? HEALTH.up : HEALTH.unchecked
     this.plainPick = Object.freeze({ upstream: this })
+  }
+
+  get weight(): number {
+    return this.#weight
+  }
+  get backup(): boolean {
+    return this.#backup
+  }
+
+  /**
+   * A reload changed the weight or backup flag of this server (same id, same URL): everything it
+   * learned (health, ejection, latency, active requests, slow-start ramp) stays. True when changed.
+   */
+  update(weight: number, backup: boolean): boolean {
+    if (weight === this.#weight && backup === this.#backup) return false
+    this.#weight = weight
+    this.#backup = backup
+    return true
+  }
+
+  /**
+   * Active health checks were turned on (optimistic, as at startup: up until checks say down) or
+   * off (nothing can say up again, so a server that was down is back in).
+   */
+  setChecked(checked: boolean): void {
+    this.#rises = 0
+    this.#falls = 0
+    this.#health = checked ? HEALTH.up : HEALTH.unchecked
   }
 
   get active(): number {

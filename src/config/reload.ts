@@ -4,12 +4,12 @@ import type { StrataConfig } from './schema.js'
  * What a config reload (SIGHUP, POST /config/reload) may change while strata runs, as pure
  * functions: which keys differ, which of them apply at once, and the config in force afterwards.
  *
- * Applied at runtime: the upstream list (added, removed, and replaced when its url, weight or
- * backup flag changes), the cache's rules and lifetimes (`cache.rules`, `defaultTtl`, `grace`,
- * `staleIfError`, `hitForPass`, `enabled`, `coalesce`), every ESI setting but `esi.enabled`,
- * `log.level`, and the balancer's `slowStartMs`, `drainMs`, `passive`, `retries` and `retryOn`.
- * Everything else (listen and admin addresses, the token, timeouts, the balancer's algorithm,
- * hashing, sticky mode and health checks, cache sizes, Redis, the cache key, `log.access`,
+ * Applied at runtime: the upstream list (added, removed, updated in place when only the weight or
+ * backup flag changes, replaced when the url does), every `balancer.*` key (algorithm, hashing,
+ * sticky, health checks, passive, slow start, drain, retries), the cache's rules and lifetimes
+ * (`cache.rules`, `defaultTtl`, `grace`, `staleIfError`, `hitForPass`, `enabled`, `coalesce`),
+ * every ESI setting but `esi.enabled`, and `log.level`. Everything else (listen and admin
+ * addresses, the token, timeouts, cache sizes, Redis, the cache key, `esi.enabled`, `log.access`,
  * `serverTiming`) is reported as needing a restart and stays as it was.
  */
 const RUNTIME_KEYS: ReadonlySet<string> = new Set([
@@ -31,12 +31,12 @@ const RUNTIME_KEYS: ReadonlySet<string> = new Set([
   'esi.forwardHeaders',
   'esi.compress',
   'log.level',
-  'balancer.slowStartMs',
-  'balancer.drainMs',
-  'balancer.passive',
-  'balancer.retries',
-  'balancer.retryOn',
 ])
+
+/** Every key of these sections applies at runtime (a key added to the section later, too). */
+const RUNTIME_SECTIONS: ReadonlySet<string> = new Set(['balancer'])
+
+const isRuntime = (key: string): boolean => RUNTIME_KEYS.has(key) || RUNTIME_SECTIONS.has(key.slice(0, key.indexOf('.')))
 
 /** Sections compared key by key; the rest (upstreams, serverTiming) as a whole. */
 const SECTIONS = ['listen', 'admin', 'timeouts', 'balancer', 'cache', 'esi', 'log'] as const
@@ -69,8 +69,8 @@ export function configDiff(old: StrataConfig, next: StrataConfig): string[] {
 
 export function planReload(old: StrataConfig, next: StrataConfig): ReloadPlan {
   const diff = configDiff(old, next)
-  const changed = diff.filter((k) => RUNTIME_KEYS.has(k))
-  const restartRequired = diff.filter((k) => !RUNTIME_KEYS.has(k))
+  const changed = diff.filter(isRuntime)
+  const restartRequired = diff.filter((k) => !isRuntime(k))
   const effective = structuredClone(old) as unknown as Record<string, Record<string, unknown>>
   const src = next as unknown as Record<string, Record<string, unknown>>
   for (const key of changed) {

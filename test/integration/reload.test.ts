@@ -11,7 +11,7 @@ import { createStrata } from '../../src/app.js'
 import { loadConfigFile } from '../../src/config/load.js'
 import { startOrigin, type Origin } from '../helpers/origin.js'
 import { TEST_TOKEN } from '../helpers/strata.js'
-import { freePort } from '../helpers/ports.js'
+import { freePort, waitFor } from '../helpers/ports.js'
 
 /**
  * Config reload (POST /config/reload and SIGHUP): runtime keys apply without dropping a
@@ -175,6 +175,154 @@ describe('config reload', () => {
     expect(await statuses()).toEqual([200, 200, 200, 200])
   })
 
+  it('swaps the balancing algorithm under load: no request fails, and the new distribution shows', async () => {
+    const a = await origin('a')
+    const b = await origin('b')
+    const dir = tempDir()
+    const file = join(dir, 'strata.json')
+    const cfg = (algorithm: string) =>
+      baseConfig([{ id: 'a', url: a.url, weight: 3 }, { id: 'b', url: b.url, weight: 1 }], { balancer: { algorithm }, log: { level: 'error', access: false } })
+    writeFileSync(file, JSON.stringify(cfg('round-robin')))
+    const s = await startFromFile(file)
+
+    // Four clients send requests back to back until 100 were sent after the reload answered.
+    type Done = { sentAfterReload: boolean; doneBeforeReload: boolean; status: number; text: string }
+    const done: Done[] = []
+    let phase: 'before' | 'reloading' | 'after' = 'before'
+    let sentAfter = 0
+    let n = 0
+    const worker = async () => {
+      while (sentAfter < 100) {
+        const sentAfterReload = phase === 'after'
+        if (sentAfterReload) sentAfter++
+        const res = await request(`${s.url}/load/${n++}`)
+        const text = await res.body.text()
+        done.push({ sentAfterReload, doneBeforeReload: phase === 'before', status: res.statusCode, text })
+      }
+    }
+    const load = Promise.all([worker(), worker(), worker(), worker()])
+    await waitUntil(() => done.length >= 40)
+    phase = 'reloading'
+    writeFileSync(file, JSON.stringify(cfg('weighted')))
+    expect((await s.reload()).body).toEqual({ changed: ['balancer.algorithm'], restartRequired: [] })
+    phase = 'after'
+    await load
+
+    expect(done.filter((d) => d.status !== 200 || !/^[ab] \/load\//.test(d.text))).toEqual([])
+    const share = (list: Done[]) => list.filter((d) => d.text.startsWith('a ')).length / list.length
+    // Round-robin ignores the weights; weighted (smooth, 3:1) gives a three requests in four.
+    const before = done.filter((d) => d.doneBeforeReload)
+    expect(share(before)).toBeGreaterThan(0.4)
+    expect(share(before)).toBeLessThan(0.6)
+    const after = done.filter((d) => d.sentAfterReload)
+    expect(after).toHaveLength(100)
+    expect(share(after)).toBeGreaterThanOrEqual(0.72)
+    expect(share(after)).toBeLessThanOrEqual(0.78)
+    expect(s.strata.config.balancer.algorithm).toBe('weighted')
+  })
+
+  it('changes a weight in place: the upstream keeps its latency average, health and in-flight request, and does not slow-start', async () => {
+    const a = await origin('a')
+    const b = await origin('b')
+    let release!: () => void
+    const held = new Promise<void>((r) => (release = r))
+    let arrived!: () => void
+    const slowArrived = new Promise<void>((r) => (arrived = r))
+    a.setHandler(async (req, res: ServerResponse) => {
+      if (req.url === '/slow') {
+        arrived()
+        await held
+      }
+      res.writeHead(200, { 'content-type': 'text/plain' })
+      res.end(`a ${req.url}`)
+    })
+    const dir = tempDir()
+    const file = join(dir, 'strata.json')
+    const cfg = (weightA: number) =>
+      baseConfig([{ id: 'a', url: a.url, weight: weightA }, { id: 'b', url: b.url }], { balancer: { algorithm: 'weighted', slowStartMs: 600_000 } })
+    writeFileSync(file, JSON.stringify(cfg(1)))
+    const s = await startFromFile(file)
+    const upstreamsNow = async () =>
+      ((await (await request(`${s.adminUrl}/upstreams`, { headers: AUTH })).body.json()) as { upstreams: { id: string; weight: number; state: string; active: number; latencyEwmaMs: number | null; health: string }[] }).upstreams
+    for (let i = 0; i < 4; i++) await body(`${s.url}/warm/${i}`)
+    // The next pick is a's turn again (weights 1:1 alternate): hold it open across the reload.
+    const slow = request(`${s.url}/slow`).then(async (r) => ({ status: r.statusCode, text: await r.body.text() }))
+    await slowArrived
+    const before = (await upstreamsNow()).find((u) => u.id === 'a')!
+    expect(before).toMatchObject({ weight: 1, state: 'up', active: 1 })
+    expect(before.latencyEwmaMs).not.toBeNull()
+
+    writeFileSync(file, JSON.stringify(cfg(3)))
+    expect((await s.reload()).body).toEqual({ changed: ['upstreams'], restartRequired: [] })
+    const after = (await upstreamsNow()).find((u) => u.id === 'a')!
+    expect(after).toEqual({ ...before, weight: 3, effectiveWeight: 3 })
+    expect(s.logs.some((l) => l['msg'] === 'upstream updated in place' && l['upstream'] === 'a')).toBe(true)
+    expect(s.logs.some((l) => l['msg'] === 'upstream removed')).toBe(false)
+
+    release()
+    expect(await slow).toEqual({ status: 200, text: 'a /slow' })
+    const texts = await Promise.all(Array.from({ length: 8 }, (_, i) => body(`${s.url}/w/${i}`)))
+    expect(texts.filter((t) => t.startsWith('a ')).length).toBe(6)
+  })
+
+  it('restarts health checks with new settings: the new path is checked, the old one no longer', async () => {
+    const a = await origin('a')
+    a.setHandler((req, res: ServerResponse) => {
+      res.writeHead(req.url === '/health' ? 503 : 200)
+      res.end(`a ${req.url}`)
+    })
+    const dir = tempDir()
+    const file = join(dir, 'strata.json')
+    const cfg = (path: string) => baseConfig([{ id: 'a', url: a.url }], { balancer: { healthCheck: { path, intervalMs: 50, rise: 1, fall: 1 } } })
+    writeFileSync(file, JSON.stringify(cfg('/health')))
+    const s = await startFromFile(file)
+    const health = async () => ((await (await request(`${s.adminUrl}/upstreams`, { headers: AUTH })).body.json()) as { upstreams: { health: string }[] }).upstreams[0]!.health
+    await waitUntil(async () => (await health()) === 'down')
+
+    writeFileSync(file, JSON.stringify(cfg('/ready')))
+    expect((await s.reload()).body).toEqual({ changed: ['balancer.healthCheck'], restartRequired: [] })
+    await waitUntil(async () => (await health()) === 'up')
+    await waitUntil(() => a.hits('/ready') >= 2)
+    const oldPath = a.hits('/health')
+    await waitUntil(() => a.hits('/ready') >= 5)
+    expect(a.hits('/health')).toBe(oldPath)
+    expect(s.logs.some((l) => l['msg'] === 'upstream is up (health check)')).toBe(true)
+  })
+
+  it('renames the sticky cookie: the old cookie stops matching, the new one sticks', async () => {
+    const a = await origin('a')
+    const b = await origin('b')
+    const dir = tempDir()
+    const file = join(dir, 'strata.json')
+    const cfg = (cookie: string) => baseConfig([{ id: 'a', url: a.url }, { id: 'b', url: b.url }], { balancer: { sticky: { mode: 'insert', cookie, secret: 'a-secret-of-sixteen-chars' } } })
+    writeFileSync(file, JSON.stringify(cfg('srv')))
+    const s = await startFromFile(file)
+    const get = async (cookie?: string) => {
+      const res = await request(`${s.url}/s`, { headers: cookie === undefined ? {} : { cookie } })
+      const setCookie = res.headers['set-cookie'] as string | undefined
+      return { text: await res.body.text(), cookie: setCookie?.slice(0, setCookie.indexOf(';')) }
+    }
+    const first = await get()
+    expect(first.cookie).toMatch(/^srv=/)
+    for (let i = 0; i < 4; i++) expect((await get(first.cookie)).text).toBe(first.text)
+
+    writeFileSync(file, JSON.stringify(cfg('srv2')))
+    expect((await s.reload()).body).toEqual({ changed: ['balancer.sticky'], restartRequired: [] })
+    // The old cookie is just another cookie now: balanced afresh, and a new one issued each time.
+    const old = await Promise.all([get(first.cookie), get(first.cookie)])
+    expect(old.map((r) => r.cookie?.split('=')[0])).toEqual(['srv2', 'srv2'])
+    expect(new Set(old.map((r) => r.text)).size).toBe(2)
+    const renamed = old[0]!
+    for (let i = 0; i < 4; i++) {
+      const r = await get(renamed.cookie)
+      expect(r.text).toBe(renamed.text)
+      expect(r.cookie).toBeUndefined()
+    }
+    // The application never sees strata's cookie under its new name.
+    const seenByOrigin = [...a.requests, ...b.requests].at(-1)!.headers.cookie
+    expect(seenByOrigin).toBeUndefined()
+  })
+
   it('refuses an invalid file with every problem named, in the answer and the log, and keeps the old config', async () => {
     const a = await origin('a')
     const dir = tempDir()
@@ -278,6 +426,11 @@ describe('config reload', () => {
     expect(child.exitCode).toBe(0)
   })
 })
+
+/** Waits for a condition that events outside the test make true (polling, no fixed sleep). */
+async function waitUntil(check: () => boolean | Promise<boolean>): Promise<void> {
+  await waitFor(async () => ((await check()) ? true : undefined), 10_000)
+}
 
 function writeTemp(content: unknown): string {
   const dir = tempDir()
