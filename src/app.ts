@@ -57,6 +57,8 @@ export interface CreateStrataOptions {
    * in-process (the primary calls them with inject) and leaves the port to the primary.
    */
   adminListen?: boolean
+  /** The sticky-cookie secret when `balancer.sticky.secret` is unset (the workers of one strata share one). */
+  stickySecret?: Buffer
   /** The file `config` came from: `reload()` (SIGHUP, POST /config/reload) reads it again. */
   configFile?: string
 }
@@ -99,6 +101,7 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     logger,
     ...(learnRedis === undefined ? {} : { redis: learnRedis }),
     redisTimeoutMs: config.cache.redisTimeoutMs,
+    ...(opts.stickySecret === undefined ? {} : { stickySecret: opts.stickySecret }),
   })
   balancer.on('removed', (u) => void pools.remove(u.id))
   // The page cache and balancer are created below; the collectors read them at scrape time.

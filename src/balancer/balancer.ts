@@ -67,6 +67,11 @@ export interface BalancerOptions {
   readonly redisTimeoutMs?: number | undefined
   /** Random source in [0, 1) for random/p2c; injectable for tests. */
   readonly random?: (() => number) | undefined
+  /**
+   * The insert-mode secret when `sticky.secret` is unset (default: random, made when first needed).
+   * The workers of one strata share one, so a cookie issued by one is valid in every other.
+   */
+  readonly stickySecret?: Buffer | undefined
 }
 
 type HashSource = { kind: 'ip' } | { kind: 'path' } | { kind: 'header'; name: string } | { kind: 'cookie'; name: string }
@@ -157,6 +162,7 @@ export class Balancer {
     this.#random = opts.random ?? Math.random
     this.#redis = opts.redis
     this.#redisTimeoutMs = opts.redisTimeoutMs
+    this.#randomSecret = opts.stickySecret
     this.#applyPolicy(config, undefined)
 
     const checked = config.healthCheck !== null

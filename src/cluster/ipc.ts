@@ -15,7 +15,8 @@ export type WorkerCall = { op: 'admin'; request: AdminCall } | { op: 'metrics' }
 
 export type PrimaryMessage =
   /** Build the app from `config`, replay `journal` (admin changes made before this worker started), listen. */
-  | { strata: 'start'; config: StrataConfig; journal: AdminCall[]; configFile?: string }
+  /** `stickySecret` (base64url): the sticky-cookie secret when the config sets none, one for every worker. */
+  | { strata: 'start'; config: StrataConfig; journal: AdminCall[]; configFile?: string; stickySecret: string }
   | { strata: 'call'; id: number; call: WorkerCall }
   /** Graceful shutdown: stop accepting, finish in-flight requests, exit 0. */
   | { strata: 'shutdown' }
@@ -49,7 +50,7 @@ export function parsePrimaryMessage(m: unknown): PrimaryMessage | undefined {
   if (!isObj(m)) return undefined
   switch (m['strata']) {
     case 'start':
-      return isObj(m['config']) && Array.isArray(m['journal']) && m['journal'].every(isAdminCall) && (m['configFile'] === undefined || isStr(m['configFile'])) ? (m as PrimaryMessage) : undefined
+      return isObj(m['config']) && Array.isArray(m['journal']) && m['journal'].every(isAdminCall) && (m['configFile'] === undefined || isStr(m['configFile'])) && isStr(m['stickySecret']) ? (m as PrimaryMessage) : undefined
     case 'call': {
       const call = m['call']
       if (!isId(m['id']) || !isObj(call)) return undefined

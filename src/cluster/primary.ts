@@ -59,6 +59,7 @@ export class ClusterPrimary {
   #closing: Promise<void> | undefined
 
   readonly #configFile: string | undefined
+  readonly #stickySecret: string
   /** The config in force in the workers (changes with a reload), for GET /status. */
   #current: StrataConfig
   #reloading: Promise<unknown> = Promise.resolve()
@@ -66,13 +67,9 @@ export class ClusterPrimary {
   constructor(config: StrataConfig, logger: Logger, opts: { configFile?: string } = {}) {
     this.#configFile = opts.configFile
     this.#log = logger.child({ module: 'cluster' })
-    // The workers must agree on every generated secret: sticky cookies issued by one are verified
-    // by another. The admin token is already generated once, by the loader, in this process.
-    const sticky = config.balancer.sticky
-    if (sticky?.mode === 'insert' && sticky.secret === undefined) {
-      this.#log.warn('sticky.secret is not set: using a random secret shared by this run\'s workers, so sticky cookies die with this process and other nodes reject them')
-      config = { ...config, balancer: { ...config.balancer, sticky: { ...sticky, secret: randomBytes(32).toString('base64url') } } }
-    }
+    // The workers must agree on every generated secret: a sticky cookie issued by one is verified by
+    // another, also after a reload. The admin token is already generated once, by the loader.
+    this.#stickySecret = randomBytes(32).toString('base64url')
     this.#config = config
     this.#current = config
     this.#slots = Array.from({ length: config.workers }, (_, index) => ({ index, worker: undefined, ready: false, startedAt: 0, quickDeaths: 0, given: 0, restartTimer: undefined }))
@@ -280,7 +277,7 @@ export class ClusterPrimary {
         switch (m.strata) {
           case 'hello':
             slot.given = this.#journal.length
-            this.#send(w, { strata: 'start', config: this.#config, journal: [...this.#journal], ...(this.#configFile === undefined ? {} : { configFile: this.#configFile }) })
+            this.#send(w, { strata: 'start', config: this.#config, journal: [...this.#journal], stickySecret: this.#stickySecret, ...(this.#configFile === undefined ? {} : { configFile: this.#configFile }) })
             break
           case 'ready':
             slot.ready = true

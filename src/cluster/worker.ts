@@ -23,7 +23,7 @@ export async function runWorker(): Promise<number> {
 
   let strata: Strata
   try {
-    strata = createStrata(config, { logger, accessLines, adminListen: false, ...(start.configFile === undefined ? {} : { configFile: start.configFile }) })
+    strata = createStrata(config, { logger, accessLines, adminListen: false, stickySecret: Buffer.from(start.stickySecret, 'base64url'), ...(start.configFile === undefined ? {} : { configFile: start.configFile }) })
     for (const call of start.journal) {
       const a = await adminCall(strata, call)
       if (a.status >= 300) log.debug({ url: call.url, status: a.status }, 'replayed admin change refused (as it was in the other workers)')

@@ -45,12 +45,12 @@ async function serve(origins: Origin[], overrides: Record<string, unknown> = {})
 }
 
 /** One GET on a new connection (so the cluster may hand it to either worker). */
-function get(base: string, path: string): Promise<{ status: number; cache: string | undefined; body: string }> {
+function get(base: string, path: string, cookie?: string): Promise<{ status: number; cache: string | undefined; body: string; setCookie: string[] }> {
   return new Promise((resolve, reject) => {
-    const req = httpRequest(`${base}${path}`, { agent: false, headers: { connection: 'close' } }, (res) => {
+    const req = httpRequest(`${base}${path}`, { agent: false, headers: { connection: 'close', ...(cookie === undefined ? {} : { cookie }) } }, (res) => {
       let body = ''
       res.setEncoding('utf8').on('data', (d: string) => (body += d))
-      res.on('end', () => resolve({ status: res.statusCode ?? 0, cache: res.headers['x-cache'] as string | undefined, body }))
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, cache: res.headers['x-cache'] as string | undefined, body, setCookie: res.headers['set-cookie'] ?? [] }))
       res.on('error', reject)
     })
     req.on('error', reject)
@@ -80,11 +80,11 @@ const stats = async (s: StrataProcess): Promise<Stats> => (await admin(s, 'GET',
  * Sends GETs on new connections until every worker has answered at least one more request than in
  * `before`; answers the responses. Bounded, so a worker that never gets traffic fails the test.
  */
-async function untilEveryWorkerServed(s: StrataProcess, path: string, before: Stats): Promise<Array<{ status: number; cache: string | undefined; body: string }>> {
+async function untilEveryWorkerServed(s: StrataProcess, path: string, before: Stats, cookie?: string): Promise<Array<{ status: number; cache: string | undefined; body: string }>> {
   const base = new Map(before.workers.map((w) => [w.pid, w.requests]))
   const out = []
   for (let i = 0; i < 60; i++) {
-    out.push(await get(s.url, path))
+    out.push(await get(s.url, path, cookie))
     const now = await stats(s)
     if (now.workers.length === before.workers.length && now.workers.every((w) => w.requests > (base.get(w.pid) ?? 0))) return out
   }
@@ -266,6 +266,21 @@ describe('workers: 2', () => {
     expect(again.every((r) => r.body === 'b /p')).toBe(true)
     expect(a.hits()).toBe(aBefore)
     expect(s.alive()).toBe(true)
+  })
+
+  it('a sticky cookie issued by one worker holds in every worker, also after a reload, without a configured secret', async () => {
+    const a = await origin('a', 'no-store')
+    const b = await origin('b', 'no-store')
+    const s = await serve([a, b], { balancer: { sticky: { mode: 'insert' } } })
+    const first = await get(s.url, '/s')
+    const cookie = first.setCookie.map((c) => c.split(';', 1)[0]!).find((c) => c.startsWith('strata_srv='))!
+    expect(cookie).toBeDefined()
+    const served = await untilEveryWorkerServed(s, '/s', await stats(s), cookie)
+    expect(served.every((r) => r.body === first.body)).toBe(true)
+    process.kill(s.child.pid!, 'SIGHUP')
+    await waitFor(() => s.logs().some((l) => l['msg'] === 'config reloaded in every worker'))
+    const after = await untilEveryWorkerServed(s, '/s', await stats(s), cookie)
+    expect(after.every((r) => r.body === first.body)).toBe(true)
   })
 
   it('SIGTERM drains every worker (an in-flight request completes) and exits 0', async () => {
