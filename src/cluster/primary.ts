@@ -70,6 +70,9 @@ export class ClusterPrimary {
     // The workers must agree on every generated secret: a sticky cookie issued by one is verified by
     // another, also after a reload. The admin token is already generated once, by the loader.
     this.#stickySecret = randomBytes(32).toString('base64url')
+    if (config.balancer.sticky?.mode === 'learn' && config.cache.redis === null) {
+      this.#log.warn('balancer.sticky mode "learn" without cache.redis: each worker learns its own sessions, so a session sticks only while the same worker serves it; configure cache.redis to share them')
+    }
     this.#config = config
     this.#current = config
     this.#slots = Array.from({ length: config.workers }, (_, index) => ({ index, worker: undefined, ready: false, startedAt: 0, quickDeaths: 0, given: 0, restartTimer: undefined }))
