@@ -33,9 +33,11 @@ import {
   varyFields,
   type NotStorableReason,
 } from './policy.js'
+import type { PageCacheContext } from './context.js'
 import { compilePurge } from './purge.js'
 import { cacheStatusValue, deliver, forwardHeaders, passHeaders, selectVariant } from './respond.js'
 import type { PageStore } from './store.js'
+import { cacheStats, createCounters, fullCacheStats, type Counters } from './stats.js'
 import { BodyTee } from './tee.js'
 import type { CacheEntry, CacheRequest, CacheResult, OriginFetch, OriginResponse, PageCacheStats, PurgeCommand } from './types.js'
 
@@ -71,16 +73,12 @@ export class PageCache {
   #prepare: ((entry: CacheEntry) => unknown) | undefined
   #key: KeyFunction
   #l1: MemoryStore
-  #l2: L2Tier | undefined
-  #bus: InvalidationBus | undefined
+  /** What the parts share (context.ts); `#config`, `#clock`, `#key`, `#l1` and `#s` are its hot-path members, kept here directly. */
+  #ctx: PageCacheContext
+  #s: Counters
   #ownsL2 = false
-  #flights = new Flights()
-  #hitForPass: LRUCache<string, number>
   #keepMs: number
   #ready: Promise<void>
-  /** Bus messages this node refused (an invalid purge command), besides those the bus itself refused. */
-  #busRejected = 0
-  #s = { hits: 0, misses: 0, staleHits: 0, revalidated: 0, coalescedWaits: 0, passes: 0, l1Hits: 0, l2Hits: 0, l2Misses: 0 }
 
   constructor(opts: PageCacheOptions) {
     this.#config = opts.config
@@ -89,9 +87,13 @@ export class PageCache {
     this.#prepare = opts.prepare
     this.#key = createKeyFunction(opts.config.key)
     this.#l1 = new MemoryStore({ maxBytes: opts.config.maxBytes, clock: this.#clock })
-    this.#hitForPass = new LRUCache({ max: 10_000 })
     this.#keepMs = (opts.keepSeconds ?? 300) * 1000
     this.nodeId = opts.nodeId ?? randomUUID()
+    this.#s = createCounters()
+    this.#ctx = {
+      config: this.#config, nodeId: this.nodeId, clock: this.#clock, log: this.#log, key: this.#key, l1: this.#l1,
+      l2: undefined, bus: undefined, hitForPass: new LRUCache({ max: 10_000 }), flights: new Flights(), counters: this.#s,
+    }
     const breaker = new CircuitBreaker({
       threshold: opts.breaker?.failureThreshold ?? 3,
       duration: opts.breaker?.cooldownMs ?? 2000,
@@ -117,19 +119,19 @@ export class PageCache {
           store = new RedisStore(redisOpts)
           store.client.on('ready', () => call.recovered())
           this.#ownsL2 = true
-          this.#l2 = l2Tier(store)
+          this.#ctx.l2 = l2Tier(store)
           waits.push(store.ready())
         }
         if (bus === undefined) {
-          this.#bus = createRedisBus({ ...redisOpts, nodeId: this.nodeId, call, ...(store !== undefined ? { publisherClient: store.client } : {}) })
+          this.#ctx.bus = createRedisBus({ ...redisOpts, nodeId: this.nodeId, call, ...(store !== undefined ? { publisherClient: store.client } : {}) })
           waits.push(this.#subscribe())
         }
         return Promise.all(waits).then(() => undefined)
       })
     } else this.#ready = Promise.resolve()
-    if (l2 !== undefined) this.#l2 = l2Tier(l2)
+    if (l2 !== undefined) this.#ctx.l2 = l2Tier(l2)
     if (bus !== undefined) {
-      this.#bus = bus
+      this.#ctx.bus = bus
       this.#ready = this.#ready.then(() => this.#subscribe())
     }
   }
@@ -140,11 +142,11 @@ export class PageCache {
   }
 
   async #subscribe(): Promise<void> {
-    await this.#bus!.subscribe(
+    await this.#ctx.bus!.subscribe(
       (msg) => {
         // Trust nothing from Redis: a message that is not a valid purge is counted and dropped.
         if (typeof msg !== 'object' || msg === null || typeof msg.node !== 'string') {
-          this.#busRejected++
+          this.#s.busRejected++
           this.#log.warn('ignoring a malformed bus message')
           return
         }
@@ -155,7 +157,7 @@ export class PageCache {
         try {
           compiled = compilePurge(msg.purge, this.#key)
         } catch (err) {
-          this.#busRejected++
+          this.#s.busRejected++
           this.#log.warn({ err }, 'ignoring an invalid bus invalidation')
           return
         }
@@ -268,9 +270,9 @@ export class PageCache {
       this.#s.passes++
       return 'method'
     }
-    if (this.#l2 !== undefined) return undefined
+    if (this.#ctx.l2 !== undefined) return undefined
     const key = this.#key(req.scheme, req.host, req.url)
-    const until = this.#hitForPass.get(key)
+    const until = this.#ctx.hitForPass.get(key)
     if (until === undefined || until <= this.#clock.now() || this.#l1.peek(key) !== undefined) return undefined
     this.#s.passes++
     return 'bypass; detail=hit-for-pass'
@@ -282,6 +284,7 @@ export class PageCache {
    */
   reconfigure(config: CacheConfig): void {
     this.#config = config
+    this.#ctx.config = config
   }
 
   /** Records an L1 hit served from `freshHit`. */
@@ -291,8 +294,8 @@ export class PageCache {
   }
 
   async #afterL1Miss(key: string, req: CacheRequest, fetchOrigin: OriginFetch, primaryFound: boolean): Promise<CacheResult> {
-    if (this.#l2 !== undefined && !this.#flights.has(key)) {
-      const variants = await this.#l2.get(key)
+    if (this.#ctx.l2 !== undefined && !this.#ctx.flights.has(key)) {
+      const variants = await this.#ctx.l2.get(key)
       if (variants !== undefined && variants.length > 0) {
         // Fill L1 with what L2 had; each entry keeps its own staleAt/deleteAt, i.e. the remaining freshness.
         for (const v of variants) this.#storeL1(v)
@@ -319,7 +322,7 @@ export class PageCache {
 
   /** One background refresh per key (the flight map doubles as the "already refreshing" flag). */
   #refresh(key: string, entry: CacheEntry, req: CacheRequest, fetchOrigin: OriginFetch): void {
-    if (this.#flights.has(key)) return
+    if (this.#ctx.flights.has(key)) return
     const bg: CacheRequest = { ...req, method: 'GET' }
     this.#lead(key, bg, fetchOrigin, entry, 'stale', 'background')
       .then((r) => {
@@ -332,12 +335,12 @@ export class PageCache {
   async #fetch(key: string, req: CacheRequest, fetchOrigin: OriginFetch, stale: CacheEntry | undefined, fwd: string): Promise<CacheResult> {
     const now = this.#clock.now()
     if (stale === undefined) {
-      const until = this.#hitForPass.get(key)
+      const until = this.#ctx.hitForPass.get(key)
       if (until !== undefined && until > now) return this.#pass(req, fetchOrigin, 'bypass; detail=hit-for-pass')
     }
     const c = this.#config.coalesce
     if (c.enabled) {
-      const waiting = this.#flights.join(key, c.maxWaiters)
+      const waiting = this.#ctx.flights.join(key, c.maxWaiters)
       if (waiting !== undefined) {
         this.#s.coalescedWaits++
         const outcome = await waiting
@@ -383,7 +386,7 @@ export class PageCache {
    * storing it, unless the client needs the whole entry first (HEAD, Range, conditionals).
    */
   async #lead(key: string, req: CacheRequest, fetchOrigin: OriginFetch, stale: CacheEntry | undefined, fwd: string, mode: 'leader' | 'solo' | 'background'): Promise<CacheResult> {
-    const settle = mode === 'solo' ? undefined : this.#flights.lead(key)
+    const settle = mode === 'solo' ? undefined : this.#ctx.flights.lead(key)
     const done = (o: FlightOutcome) => settle?.(o)
     const cfg = this.#config
     const fill = this.#fillRequest(req)
@@ -435,7 +438,7 @@ export class PageCache {
     if (!decision.storable) {
       if (decision.reason !== undefined && HFP_REASONS.has(decision.reason) && cfg.hitForPass > 0 && status < 500) {
         // A 5xx is transient: no hit-for-pass, the next request may be cacheable.
-        this.#hitForPass.set(key, responseTime + cfg.hitForPass * 1000)
+        this.#ctx.hitForPass.set(key, responseTime + cfg.hitForPass * 1000)
       }
       done(status >= 500 ? { error: upstreamFailed(status) } : {})
       this.#s.misses++
@@ -531,9 +534,9 @@ export class PageCache {
   }
 
   #store(entry: CacheEntry): void {
-    this.#hitForPass.delete(entry.key)
+    this.#ctx.hitForPass.delete(entry.key)
     this.#storeL1(entry)
-    this.#l2?.set(entry, this.#clock.now())
+    this.#ctx.l2?.set(entry, this.#clock.now())
   }
 
   async #pass(req: CacheRequest, fetchOrigin: OriginFetch, fwd: string): Promise<CacheResult> {
@@ -592,16 +595,16 @@ export class PageCache {
     const now = this.#clock.now()
     const l1 = await this.#purgeLocal(cmd, compiled)
     let l2 = 0
-    if (this.#l2 !== undefined) for (const s of compiled.selectors) l2 += await this.#l2.purge(s, { soft: compiled.soft, now })
+    if (this.#ctx.l2 !== undefined) for (const s of compiled.selectors) l2 += await this.#ctx.l2.purge(s, { soft: compiled.soft, now })
     this.#purgeRecentL2(compiled)
     // Never waits for Redis: the bus queues what it cannot send yet.
-    if (this.#bus !== undefined) this.#publish(cmd as PurgeCommand)
+    if (this.#ctx.bus !== undefined) this.#publish(cmd as PurgeCommand)
     return { purged: Math.max(l1, l2), l1, l2 }
   }
 
   #publish(purge: PurgeCommand): void {
     try {
-      const p = this.#bus!.publish({ node: this.nodeId, purge })
+      const p = this.#ctx.bus!.publish({ node: this.nodeId, purge })
       if (p !== undefined) p.catch((err: unknown) => this.#log.warn({ err }, 'publishing an invalidation failed'))
     } catch (err) {
       this.#log.warn({ err }, 'publishing an invalidation failed')
@@ -610,8 +613,8 @@ export class PageCache {
 
   /** See L2Tier.purgeRecentWrites: a tag purge re-applies to this node's recent L2 writes. */
   #purgeRecentL2(compiled: ReturnType<typeof compilePurge>): void {
-    if (this.#l2 === undefined || compiled.soft) return
-    for (const s of compiled.selectors) if (s.kind === 'tags') this.#l2.purgeRecentWrites(s.tags, this.#clock.now())
+    if (this.#ctx.l2 === undefined || compiled.soft) return
+    for (const s of compiled.selectors) if (s.kind === 'tags') this.#ctx.l2.purgeRecentWrites(s.tags, this.#clock.now())
   }
 
   async #purgeLocal(cmd: unknown, compiled = compilePurge(cmd, this.#key)): Promise<number> {
@@ -620,49 +623,19 @@ export class PageCache {
     for (const s of compiled.selectors) {
       n += await this.#l1.purge(s, { soft: compiled.soft, now })
       // Purged URLs get a fresh chance to be cached.
-      if (s.kind === 'keys') for (const k of s.keys) this.#hitForPass.delete(k)
+      if (s.kind === 'keys') for (const k of s.keys) this.#ctx.hitForPass.delete(k)
     }
-    if (!compiled.soft && compiled.selectors.some((s) => s.kind !== 'keys')) this.#hitForPass.clear()
+    if (!compiled.soft && compiled.selectors.some((s) => s.kind !== 'keys')) this.#ctx.hitForPass.clear()
     return n
   }
 
   stats(): PageCacheStats {
-    const s = this.#s
-    const l1 = this.#l1.stats()
-    const lookups = s.hits + s.staleHits + s.misses
-    return {
-      hits: s.hits,
-      misses: s.misses,
-      staleHits: s.staleHits,
-      revalidated: s.revalidated,
-      coalescedWaits: s.coalescedWaits,
-      passes: s.passes,
-      hitRatio: lookups === 0 ? 0 : (s.hits + s.staleHits) / lookups,
-      entries: l1.entries,
-      bytes: l1.bytes,
-      l1: { hits: s.l1Hits, misses: s.hits + s.staleHits + s.misses - s.l1Hits, entries: l1.entries, bytes: l1.bytes },
-      l2: this.#l2 === undefined
-        ? { enabled: false }
-        : { enabled: true, hits: s.l2Hits, misses: s.l2Misses, entries: 0, bytes: 0, breaker: this.#l2.breakerState, errors: this.#l2.errors, pendingPurges: this.#l2.pendingPurges },
-      bus: this.#busStats(),
-    }
-  }
-
-  #busStats(): PageCacheStats['bus'] {
-    if (this.#bus === undefined) return { enabled: false, rejected: this.#busRejected }
-    const b = this.#bus.stats?.()
-    return { enabled: true, published: b?.published ?? 0, received: Math.max(0, (b?.received ?? 0) - this.#busRejected), rejected: (b?.rejected ?? 0) + this.#busRejected, queued: b?.queued ?? 0 }
+    return cacheStats(this.#ctx)
   }
 
   /** Stats including L2's entry and byte counts (one Redis round trip, breaker-protected). */
-  async fullStats(): Promise<PageCacheStats> {
-    const st = this.stats()
-    if (this.#l2 !== undefined && st.l2.enabled) {
-      const l2 = await this.#l2.stats()
-      st.l2.entries = l2.entries
-      st.l2.bytes = l2.bytes
-    }
-    return st
+  fullStats(): Promise<PageCacheStats> {
+    return fullCacheStats(this.#ctx)
   }
 
   /** The L1 variants under a key, without touching recency (for tests and the admin API). */
@@ -672,9 +645,9 @@ export class PageCache {
 
   async close(): Promise<void> {
     await this.#ready.catch(() => undefined)
-    await this.#bus?.close()
-    this.#l2?.close()
-    if (this.#ownsL2) await this.#l2?.store.close()
+    await this.#ctx.bus?.close()
+    this.#ctx.l2?.close()
+    if (this.#ownsL2) await this.#ctx.l2?.store.close()
     await this.#l1.close()
   }
 }
