@@ -12,14 +12,11 @@ import { discardBody, through } from '../core/streams.js'
 import { systemClock, type Clock } from '../core/clock.js'
 import { headerList, headerValue } from '../core/headers.js'
 import { silentLogger, type Logger } from '../observability/logger.js'
-import { CircuitBreaker } from '../core/breaker.js'
-import { RedisCall } from '../core/redis-call.js'
 import { StrataError } from '../core/errors.js'
 import type { InvalidationBus } from './bus.js'
 import { Flights, type FlightOutcome } from './coalesce.js'
 import { createEntry } from './entry.js'
 import { canonicalHost, canonicalTarget, createKeyFunction, type KeyFunction } from './key.js'
-import { L2Tier } from './l2.js'
 import { MemoryStore } from './memory-store.js'
 import {
   acceptsEncoding,
@@ -35,6 +32,7 @@ import {
 } from './policy.js'
 import type { PageCacheContext } from './context.js'
 import { compilePurge } from './purge.js'
+import { RedisWiring } from './redis-wiring.js'
 import { cacheStatusValue, deliver, forwardHeaders, passHeaders, selectVariant } from './respond.js'
 import type { PageStore } from './store.js'
 import { cacheStats, createCounters, fullCacheStats, type Counters } from './stats.js'
@@ -76,9 +74,8 @@ export class PageCache {
   /** What the parts share (context.ts); `#config`, `#clock`, `#key`, `#l1` and `#s` are its hot-path members, kept here directly. */
   #ctx: PageCacheContext
   #s: Counters
-  #ownsL2 = false
+  #redis: RedisWiring
   #keepMs: number
-  #ready: Promise<void>
 
   constructor(opts: PageCacheOptions) {
     this.#config = opts.config
@@ -94,51 +91,12 @@ export class PageCache {
       config: this.#config, nodeId: this.nodeId, clock: this.#clock, log: this.#log, key: this.#key, l1: this.#l1,
       l2: undefined, bus: undefined, hitForPass: new LRUCache({ max: 10_000 }), flights: new Flights(), counters: this.#s,
     }
-    const breaker = new CircuitBreaker({
-      threshold: opts.breaker?.failureThreshold ?? 3,
-      duration: opts.breaker?.cooldownMs ?? 2000,
-      clock: this.#clock,
-      // Once per state change, so an outage logs two lines, not one per request.
-      onChange: (state) => {
-        if (state === 'open') this.#log.warn({ breaker: state }, 'redis circuit breaker opened: L2 is skipped')
-        else this.#log.info({ breaker: state }, `redis circuit breaker ${state}`)
-      },
-    })
-    // One deadline + breaker for every Redis call of this cache: L2 reads, writes, purges, bus publishes.
-    const call = new RedisCall({ timeoutMs: opts.config.redisTimeoutMs, breaker, logger: this.#log })
-    const l2Tier = (store: PageStore) => new L2Tier(store, { call, now: () => this.#clock.now() })
-    let l2 = opts.l2
-    let bus = opts.bus
-    if ((l2 === undefined || bus === undefined) && opts.config.redis !== null) {
-      // Lazy import keeps ioredis out of processes that run without Redis.
-      this.#ready = import('./redis-store.js').then(({ RedisStore, createRedisBus }) => {
-        const redisOpts = { redis: opts.config.redis!, timeoutMs: opts.config.redisTimeoutMs, clock: this.#clock, logger: this.#log }
-        const waits: Promise<void>[] = []
-        let store: InstanceType<typeof RedisStore> | undefined
-        if (l2 === undefined) {
-          store = new RedisStore(redisOpts)
-          store.client.on('ready', () => call.recovered())
-          this.#ownsL2 = true
-          this.#ctx.l2 = l2Tier(store)
-          waits.push(store.ready())
-        }
-        if (bus === undefined) {
-          this.#ctx.bus = createRedisBus({ ...redisOpts, nodeId: this.nodeId, call, ...(store !== undefined ? { publisherClient: store.client } : {}) })
-          waits.push(this.#subscribe())
-        }
-        return Promise.all(waits).then(() => undefined)
-      })
-    } else this.#ready = Promise.resolve()
-    if (l2 !== undefined) this.#ctx.l2 = l2Tier(l2)
-    if (bus !== undefined) {
-      this.#ctx.bus = bus
-      this.#ready = this.#ready.then(() => this.#subscribe())
-    }
+    this.#redis = new RedisWiring(this.#ctx, opts, () => this.#subscribe())
   }
 
   /** Resolves once L2 and the bus are set up (requests before that simply skip them). */
   ready(): Promise<void> {
-    return this.#ready
+    return this.#redis.ready()
   }
 
   async #subscribe(): Promise<void> {
@@ -644,10 +602,7 @@ export class PageCache {
   }
 
   async close(): Promise<void> {
-    await this.#ready.catch(() => undefined)
-    await this.#ctx.bus?.close()
-    this.#ctx.l2?.close()
-    if (this.#ownsL2) await this.#ctx.l2?.store.close()
+    await this.#redis.close()
     await this.#l1.close()
   }
 }
