@@ -16,12 +16,11 @@ import { StrataError } from '../core/errors.js'
 import type { InvalidationBus } from './bus.js'
 import { Flights, type FlightOutcome } from './coalesce.js'
 import { createEntry } from './entry.js'
-import { canonicalHost, canonicalTarget, createKeyFunction, type KeyFunction } from './key.js'
+import { createKeyFunction, type KeyFunction } from './key.js'
 import { MemoryStore } from './memory-store.js'
 import {
   acceptsEncoding,
   freshenHeaders,
-  invalidatesOnStatus,
   isUnsafeMethod,
   normalizeAcceptEncoding,
   notModifiedMatches,
@@ -31,9 +30,10 @@ import {
   type NotStorableReason,
 } from './policy.js'
 import type { PageCacheContext } from './context.js'
-import { compilePurge } from './purge.js'
+import { Invalidation } from './invalidation.js'
+import { pass } from './pass.js'
 import { RedisWiring } from './redis-wiring.js'
-import { cacheStatusValue, deliver, forwardHeaders, passHeaders, selectVariant } from './respond.js'
+import { cacheStatusValue, deliver, forwardHeaders, selectVariant } from './respond.js'
 import type { PageStore } from './store.js'
 import { cacheStats, createCounters, fullCacheStats, type Counters } from './stats.js'
 import { BodyTee } from './tee.js'
@@ -74,6 +74,7 @@ export class PageCache {
   /** What the parts share (context.ts); `#config`, `#clock`, `#key`, `#l1` and `#s` are its hot-path members, kept here directly. */
   #ctx: PageCacheContext
   #s: Counters
+  #invalidation: Invalidation
   #redis: RedisWiring
   #keepMs: number
 
@@ -91,40 +92,13 @@ export class PageCache {
       config: this.#config, nodeId: this.nodeId, clock: this.#clock, log: this.#log, key: this.#key, l1: this.#l1,
       l2: undefined, bus: undefined, hitForPass: new LRUCache({ max: 10_000 }), flights: new Flights(), counters: this.#s,
     }
-    this.#redis = new RedisWiring(this.#ctx, opts, () => this.#subscribe())
+    this.#invalidation = new Invalidation(this.#ctx)
+    this.#redis = new RedisWiring(this.#ctx, opts, () => this.#invalidation.subscribe())
   }
 
   /** Resolves once L2 and the bus are set up (requests before that simply skip them). */
   ready(): Promise<void> {
     return this.#redis.ready()
-  }
-
-  async #subscribe(): Promise<void> {
-    await this.#ctx.bus!.subscribe(
-      (msg) => {
-        // Trust nothing from Redis: a message that is not a valid purge is counted and dropped.
-        if (typeof msg !== 'object' || msg === null || typeof msg.node !== 'string') {
-          this.#s.busRejected++
-          this.#log.warn('ignoring a malformed bus message')
-          return
-        }
-        if (msg.node === this.nodeId) return
-        // Another node purged: drop the entries from this node's L1 only (it handled L2 once), and
-        // any of this node's own L2 writes that the purge may have raced.
-        let compiled: ReturnType<typeof compilePurge>
-        try {
-          compiled = compilePurge(msg.purge, this.#key)
-        } catch (err) {
-          this.#s.busRejected++
-          this.#log.warn({ err }, 'ignoring an invalid bus invalidation')
-          return
-        }
-        this.#purgeLocal(msg.purge, compiled).catch((err) => this.#log.warn({ err }, 'applying a bus invalidation failed'))
-        this.#purgeRecentL2(compiled)
-      },
-      // The subscription had a gap: invalidations may have been missed, so L1 cannot be trusted.
-      () => void this.#purgeLocal({ all: true }).catch((err) => this.#log.warn({ err }, 'dropping L1 after a bus gap failed')),
-    )
   }
 
   /** The primary cache key for a request (exported behaviour for ESI and the proxy). */
@@ -134,10 +108,10 @@ export class PageCache {
 
   handle(req: CacheRequest, fetchOrigin: OriginFetch): CacheResult | Promise<CacheResult> {
     const method = req.method
-    if (!this.#config.enabled) return this.#pass(req, fetchOrigin, 'bypass')
+    if (!this.#config.enabled) return pass(this.#s, req, fetchOrigin, 'bypass')
     if (method !== 'GET' && method !== 'HEAD') {
-      if (isUnsafeMethod(method)) return this.#unsafe(req, fetchOrigin)
-      return this.#pass(req, fetchOrigin, 'method')
+      if (isUnsafeMethod(method)) return this.#invalidation.unsafe(req, fetchOrigin)
+      return pass(this.#s, req, fetchOrigin, 'method')
     }
     const key = this.#key(req.scheme, req.host, req.url)
     const variants = this.#l1.get(key)
@@ -294,7 +268,7 @@ export class PageCache {
     const now = this.#clock.now()
     if (stale === undefined) {
       const until = this.#ctx.hitForPass.get(key)
-      if (until !== undefined && until > now) return this.#pass(req, fetchOrigin, 'bypass; detail=hit-for-pass')
+      if (until !== undefined && until > now) return pass(this.#s, req, fetchOrigin, 'bypass; detail=hit-for-pass')
     }
     const c = this.#config.coalesce
     if (c.enabled) {
@@ -474,7 +448,7 @@ export class PageCache {
       ttl: decision.storable ? decision.ttl : 0, policy: decision.policy, grace: cfg.grace, staleIfError: cfg.staleIfError, keepMs: this.#keepMs,
     })
     if (decision.storable) this.#store(entry)
-    else void this.#invalidateKeys([key])
+    else void this.#invalidation.invalidateKeys([key])
     done(decision.storable ? { entry } : {})
     this.#s.revalidated++
     return { ...deliver(entry, req, 'REVALIDATED', this.#clock.now(), `fwd=${fwd}; fwd-status=304${decision.storable ? '; stored' : ''}`), ...(res.upstreamId !== undefined ? { upstreamId: res.upstreamId } : {}) }
@@ -497,50 +471,13 @@ export class PageCache {
     this.#ctx.l2?.set(entry, this.#clock.now())
   }
 
-  async #pass(req: CacheRequest, fetchOrigin: OriginFetch, fwd: string): Promise<CacheResult> {
-    this.#s.passes++
-    const res = await fetchOrigin(req)
-    return this.#passResult(res, fwd)
-  }
-
-  #passResult(res: OriginResponse, fwd: string): CacheResult {
-    return { statusCode: res.statusCode, headers: passHeaders(res.headers, fwd), body: res.body, cacheStatus: 'PASS', ...(res.upstreamId !== undefined ? { upstreamId: res.upstreamId } : {}) }
-  }
-
-  /** RFC 9111 §4.4: a non-error response to an unsafe method invalidates the target and Location / Content-Location on the same host. */
-  async #unsafe(req: CacheRequest, fetchOrigin: OriginFetch): Promise<CacheResult> {
-    this.#s.passes++
-    const res = await fetchOrigin(req)
-    await this.invalidateAfter(req, res.statusCode, res.headers)
-    return this.#passResult(res, 'method')
-  }
-
   /**
    * RFC 9111 §4.4, after the response to an unsafe request: a non-error status invalidates the
    * target URI and the Location / Content-Location URIs on the same origin. Undefined (nothing to
    * wait for) otherwise.
    */
   invalidateAfter(req: CacheRequest, status: number, headers: Record<string, string | string[]>): Promise<void> | undefined {
-    if (!isUnsafeMethod(req.method) || !invalidatesOnStatus(status)) return undefined
-    const keys = [this.#key(req.scheme, req.host, req.url)]
-    const base = `${req.scheme}://${req.host}${req.url.startsWith('/') ? req.url : '/'}`
-    for (const field of ['location', 'content-location']) {
-      const v = headerValue(headers, field)
-      if (v === undefined) continue
-      try {
-        const u = new URL(v, base)
-        // §4.4: only URIs with the same origin, to prevent denial-of-service attacks.
-        if (u.protocol === `${req.scheme}:` && u.host === canonicalHost(req.host, req.scheme)) keys.push(this.#key(req.scheme, req.host, canonicalTarget(u.pathname + u.search)))
-      } catch {
-        // An unparsable Location invalidates nothing.
-      }
-    }
-    return this.#invalidateKeys([...new Set(keys)])
-  }
-
-  /** Drops keys from L1 and L2 and tells the other nodes. */
-  async #invalidateKeys(keys: string[]): Promise<void> {
-    await this.purge({ urls: keys })
+    return this.#invalidation.invalidateAfter(req, status, headers)
   }
 
   /**
@@ -548,43 +485,8 @@ export class PageCache {
    * code STRATA_ADMIN_BAD_BODY naming the problem when the command is invalid. Answers how many
    * entries were affected: `purged` is the larger of the L1 and L2 counts.
    */
-  async purge(cmd: PurgeCommand | unknown): Promise<{ purged: number; l1: number; l2: number }> {
-    const compiled = compilePurge(cmd, this.#key)
-    const now = this.#clock.now()
-    const l1 = await this.#purgeLocal(cmd, compiled)
-    let l2 = 0
-    if (this.#ctx.l2 !== undefined) for (const s of compiled.selectors) l2 += await this.#ctx.l2.purge(s, { soft: compiled.soft, now })
-    this.#purgeRecentL2(compiled)
-    // Never waits for Redis: the bus queues what it cannot send yet.
-    if (this.#ctx.bus !== undefined) this.#publish(cmd as PurgeCommand)
-    return { purged: Math.max(l1, l2), l1, l2 }
-  }
-
-  #publish(purge: PurgeCommand): void {
-    try {
-      const p = this.#ctx.bus!.publish({ node: this.nodeId, purge })
-      if (p !== undefined) p.catch((err: unknown) => this.#log.warn({ err }, 'publishing an invalidation failed'))
-    } catch (err) {
-      this.#log.warn({ err }, 'publishing an invalidation failed')
-    }
-  }
-
-  /** See L2Tier.purgeRecentWrites: a tag purge re-applies to this node's recent L2 writes. */
-  #purgeRecentL2(compiled: ReturnType<typeof compilePurge>): void {
-    if (this.#ctx.l2 === undefined || compiled.soft) return
-    for (const s of compiled.selectors) if (s.kind === 'tags') this.#ctx.l2.purgeRecentWrites(s.tags, this.#clock.now())
-  }
-
-  async #purgeLocal(cmd: unknown, compiled = compilePurge(cmd, this.#key)): Promise<number> {
-    const now = this.#clock.now()
-    let n = 0
-    for (const s of compiled.selectors) {
-      n += await this.#l1.purge(s, { soft: compiled.soft, now })
-      // Purged URLs get a fresh chance to be cached.
-      if (s.kind === 'keys') for (const k of s.keys) this.#ctx.hitForPass.delete(k)
-    }
-    if (!compiled.soft && compiled.selectors.some((s) => s.kind !== 'keys')) this.#ctx.hitForPass.clear()
-    return n
+  purge(cmd: PurgeCommand | unknown): Promise<{ purged: number; l1: number; l2: number }> {
+    return this.#invalidation.purge(cmd)
   }
 
   stats(): PageCacheStats {
