@@ -2,6 +2,12 @@
  * The page cache: the whole shared-cache flow behind one call, `handle(req, fetchOrigin)`.
  * L1 (memory, synchronous) → L2 (Redis, optional, behind a breaker) → origin, with coalescing,
  * grace, stale-if-error, revalidation, and invalidation (purges, unsafe methods, the bus).
+ *
+ * This class is the facade: it wires the parts around one shared context (context.ts) and keeps
+ * the fresh-L1-hit path (handle, freshLookup, freshResult, freshEntry, countHit) to itself, on
+ * its own fields. The parts: lookup.ts (fresh/stale decisions, L2), fill.ts (origin fetch,
+ * coalescing, storing), invalidation.ts (unsafe methods, purges, the bus), stats.ts (counters),
+ * redis-wiring.ts (L2 tier and bus setup and teardown), pass.ts (pass-through).
  */
 import { randomUUID } from 'node:crypto'
 import { LRUCache } from 'lru-cache'
@@ -15,6 +21,7 @@ import type { PageCacheContext } from './context.js'
 import { Fill } from './fill.js'
 import { Invalidation } from './invalidation.js'
 import { createKeyFunction, type KeyFunction } from './key.js'
+import { Lookup } from './lookup.js'
 import { MemoryStore } from './memory-store.js'
 import { pass } from './pass.js'
 import { isUnsafeMethod } from './policy.js'
@@ -46,30 +53,32 @@ export class PageCache {
   readonly nodeId: string
   #config: CacheConfig
   #clock: Clock
-  #log: Logger
   #key: KeyFunction
   #l1: MemoryStore
-  /** What the parts share (context.ts); `#config`, `#clock`, `#key`, `#l1` and `#s` are its hot-path members, kept here directly. */
+  /**
+   * What the parts share. `#config`, `#clock`, `#key`, `#l1` and `#s` are the same objects,
+   * kept here too so the hit path reads them in one step (reconfigure() updates both configs).
+   */
   #ctx: PageCacheContext
   #s: Counters
   #invalidation: Invalidation
-  #fill: Fill
+  #lookup: Lookup
   #redis: RedisWiring
 
   constructor(opts: PageCacheOptions) {
     this.#config = opts.config
     this.#clock = opts.clock ?? systemClock
-    this.#log = (opts.logger ?? silentLogger).child({ module: 'page-cache' })
     this.#key = createKeyFunction(opts.config.key)
     this.#l1 = new MemoryStore({ maxBytes: opts.config.maxBytes, clock: this.#clock })
     this.nodeId = opts.nodeId ?? randomUUID()
     this.#s = createCounters()
     this.#ctx = {
-      config: this.#config, nodeId: this.nodeId, clock: this.#clock, log: this.#log, key: this.#key, l1: this.#l1,
+      config: this.#config, nodeId: this.nodeId, clock: this.#clock, log: (opts.logger ?? silentLogger).child({ module: 'page-cache' }), key: this.#key, l1: this.#l1,
       l2: undefined, bus: undefined, hitForPass: new LRUCache({ max: 10_000 }), flights: new Flights(), counters: this.#s,
     }
     this.#invalidation = new Invalidation(this.#ctx)
-    this.#fill = new Fill(this.#ctx, this.#invalidation, { prepare: opts.prepare, keepMs: (opts.keepSeconds ?? 300) * 1000 })
+    const fill = new Fill(this.#ctx, this.#invalidation, { prepare: opts.prepare, keepMs: (opts.keepSeconds ?? 300) * 1000 })
+    this.#lookup = new Lookup(this.#ctx, fill)
     this.#redis = new RedisWiring(this.#ctx, opts, () => this.#invalidation.subscribe())
   }
 
@@ -94,22 +103,9 @@ export class PageCache {
     const variants = this.#l1.get(key)
     if (variants !== undefined) {
       const entry = selectVariant(variants, req.headers)
-      if (entry !== undefined) return this.#found(key, entry, req, fetchOrigin, 'l1')
+      if (entry !== undefined) return this.#lookup.found(key, entry, req, fetchOrigin, 'l1')
     }
-    return this.#afterL1Miss(key, req, fetchOrigin, variants !== undefined)
-  }
-
-  /** An entry found in L1 or L2: a hit while fresh, else grace or revalidation. */
-  #found(key: string, entry: CacheEntry, req: CacheRequest, fetchOrigin: OriginFetch, tier: 'l1' | 'l2'): CacheResult | Promise<CacheResult> {
-    const now = this.#clock.now()
-    if (entry.staleAt <= now) return this.#stale(key, entry, req, fetchOrigin, now)
-    this.#s.hits++
-    if (tier === 'l1') {
-      this.#s.l1Hits++
-      return deliver(entry, req, 'HIT', now, 'hit')
-    }
-    this.#s.l2Hits++
-    return deliver(entry, req, 'HIT', now, 'hit; detail=l2')
+    return this.#lookup.afterL1Miss(key, req, fetchOrigin, variants !== undefined)
   }
 
   /**
@@ -200,29 +196,6 @@ export class PageCache {
   countHit(): void {
     this.#s.hits++
     this.#s.l1Hits++
-  }
-
-  async #afterL1Miss(key: string, req: CacheRequest, fetchOrigin: OriginFetch, primaryFound: boolean): Promise<CacheResult> {
-    if (this.#ctx.l2 !== undefined && !this.#ctx.flights.has(key)) {
-      const variants = await this.#ctx.l2.get(key)
-      if (variants !== undefined && variants.length > 0) {
-        // Fill L1 with what L2 had; each entry keeps its own staleAt/deleteAt, i.e. the remaining freshness.
-        for (const v of variants) this.#fill.storeL1(v)
-        const entry = selectVariant(this.#l1.get(key) ?? [], req.headers)
-        if (entry !== undefined) return this.#found(key, entry, req, fetchOrigin, 'l2')
-      } else this.#s.l2Misses++
-    }
-    return this.#fill.fetch(key, req, fetchOrigin, undefined, primaryFound ? 'vary-miss' : 'uri-miss')
-  }
-
-  /** A stale entry: grace serves it at once with one background refresh; otherwise revalidate. */
-  #stale(key: string, entry: CacheEntry, req: CacheRequest, fetchOrigin: OriginFetch, now: number): CacheResult | Promise<CacheResult> {
-    if (!entry.mustRevalidate && now - entry.staleAt < entry.graceMs) {
-      this.#fill.refresh(key, entry, req, fetchOrigin)
-      this.#s.staleHits++
-      return deliver(entry, req, 'STALE', now, 'hit; detail=grace')
-    }
-    return this.#fill.fetch(key, req, fetchOrigin, entry, 'stale')
   }
 
   /**
