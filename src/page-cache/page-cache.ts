@@ -2,42 +2,34 @@
  * The page cache: the whole shared-cache flow behind one call, `handle(req, fetchOrigin)`.
  * L1 (memory, synchronous) → L2 (Redis, optional, behind a breaker) → origin, with coalescing,
  * grace, stale-if-error, revalidation, and invalidation (purges, unsafe methods, the bus).
+ *
+ * This class is the facade: it wires the parts around one shared context (context.ts) and keeps
+ * the fresh-L1-hit path (handle, freshLookup, freshResult, freshEntry, countHit) to itself, on
+ * its own fields. The parts: lookup.ts (fresh/stale decisions, L2), fill.ts (origin fetch,
+ * coalescing, storing), invalidation.ts (unsafe methods, purges, the bus), stats.ts (counters),
+ * redis-wiring.ts (L2 tier and bus setup and teardown), pass.ts (pass-through).
  */
 import { randomUUID } from 'node:crypto'
-import { createGunzip } from 'node:zlib'
-import type { Readable } from 'node:stream'
 import { LRUCache } from 'lru-cache'
 import type { CacheConfig } from '../config/schema.js'
-import { discardBody, through } from '../core/streams.js'
 import { systemClock, type Clock } from '../core/clock.js'
-import { headerList, headerValue } from '../core/headers.js'
+import { discardBody } from '../core/streams.js'
 import { silentLogger, type Logger } from '../observability/logger.js'
-import { CircuitBreaker } from '../core/breaker.js'
-import { RedisCall } from '../core/redis-call.js'
-import { StrataError } from '../core/errors.js'
 import type { InvalidationBus } from './bus.js'
-import { Flights, type FlightOutcome } from './coalesce.js'
-import { createEntry } from './entry.js'
-import { canonicalHost, canonicalTarget, createKeyFunction, type KeyFunction } from './key.js'
-import { L2Tier } from './l2.js'
+import { Flights } from './coalesce.js'
+import type { PageCacheContext } from './context.js'
+import { Fill } from './fill.js'
+import { Invalidation } from './invalidation.js'
+import { createKeyFunction, type KeyFunction } from './key.js'
+import { Lookup } from './lookup.js'
 import { MemoryStore } from './memory-store.js'
-import {
-  acceptsEncoding,
-  freshenHeaders,
-  invalidatesOnStatus,
-  isUnsafeMethod,
-  normalizeAcceptEncoding,
-  notModifiedMatches,
-  storageDecision,
-  variantKey,
-  varyFields,
-  type NotStorableReason,
-} from './policy.js'
-import { compilePurge } from './purge.js'
-import { cacheStatusValue, deliver, forwardHeaders, passHeaders, selectVariant } from './respond.js'
+import { pass } from './pass.js'
+import { isUnsafeMethod } from './policy.js'
+import { RedisWiring } from './redis-wiring.js'
+import { deliver, selectVariant } from './respond.js'
+import { cacheStats, createCounters, fullCacheStats, type Counters } from './stats.js'
 import type { PageStore } from './store.js'
-import { BodyTee } from './tee.js'
-import type { CacheEntry, CacheRequest, CacheResult, OriginFetch, OriginResponse, PageCacheStats, PurgeCommand } from './types.js'
+import type { CacheEntry, CacheRequest, CacheResult, OriginFetch, PageCacheStats, PurgeCommand } from './types.js'
 
 export interface PageCacheOptions {
   config: CacheConfig
@@ -57,114 +49,42 @@ export interface PageCacheOptions {
   nodeId?: string
 }
 
-/** Request fields that must not reach the origin on a cache fill: the cache answers them itself. */
-const CLIENT_CONDITIONALS = ['if-none-match', 'if-modified-since', 'if-match', 'if-unmodified-since', 'if-range', 'range']
-
-/** Reasons worth remembering as hit-for-pass: the next requests would not be cacheable either. */
-const HFP_REASONS: ReadonlySet<NotStorableReason> = new Set(['no-store', 'private', 'set-cookie', 'vary-star', 'no-ttl'])
-
 export class PageCache {
   readonly nodeId: string
   #config: CacheConfig
   #clock: Clock
-  #log: Logger
-  #prepare: ((entry: CacheEntry) => unknown) | undefined
   #key: KeyFunction
   #l1: MemoryStore
-  #l2: L2Tier | undefined
-  #bus: InvalidationBus | undefined
-  #ownsL2 = false
-  #flights = new Flights()
-  #hitForPass: LRUCache<string, number>
-  #keepMs: number
-  #ready: Promise<void>
-  /** Bus messages this node refused (an invalid purge command), besides those the bus itself refused. */
-  #busRejected = 0
-  #s = { hits: 0, misses: 0, staleHits: 0, revalidated: 0, coalescedWaits: 0, passes: 0, l1Hits: 0, l2Hits: 0, l2Misses: 0 }
+  /**
+   * What the parts share. `#config`, `#clock`, `#key`, `#l1` and `#s` are the same objects,
+   * kept here too so the hit path reads them in one step (reconfigure() updates both configs).
+   */
+  #ctx: PageCacheContext
+  #s: Counters
+  #invalidation: Invalidation
+  #lookup: Lookup
+  #redis: RedisWiring
 
   constructor(opts: PageCacheOptions) {
     this.#config = opts.config
     this.#clock = opts.clock ?? systemClock
-    this.#log = (opts.logger ?? silentLogger).child({ module: 'page-cache' })
-    this.#prepare = opts.prepare
     this.#key = createKeyFunction(opts.config.key)
     this.#l1 = new MemoryStore({ maxBytes: opts.config.maxBytes, clock: this.#clock })
-    this.#hitForPass = new LRUCache({ max: 10_000 })
-    this.#keepMs = (opts.keepSeconds ?? 300) * 1000
     this.nodeId = opts.nodeId ?? randomUUID()
-    const breaker = new CircuitBreaker({
-      threshold: opts.breaker?.failureThreshold ?? 3,
-      duration: opts.breaker?.cooldownMs ?? 2000,
-      clock: this.#clock,
-      // Once per state change, so an outage logs two lines, not one per request.
-      onChange: (state) => {
-        if (state === 'open') this.#log.warn({ breaker: state }, 'redis circuit breaker opened: L2 is skipped')
-        else this.#log.info({ breaker: state }, `redis circuit breaker ${state}`)
-      },
-    })
-    // One deadline + breaker for every Redis call of this cache: L2 reads, writes, purges, bus publishes.
-    const call = new RedisCall({ timeoutMs: opts.config.redisTimeoutMs, breaker, logger: this.#log })
-    const l2Tier = (store: PageStore) => new L2Tier(store, { call, now: () => this.#clock.now() })
-    let l2 = opts.l2
-    let bus = opts.bus
-    if ((l2 === undefined || bus === undefined) && opts.config.redis !== null) {
-      // Lazy import keeps ioredis out of processes that run without Redis.
-      this.#ready = import('./redis-store.js').then(({ RedisStore, createRedisBus }) => {
-        const redisOpts = { redis: opts.config.redis!, timeoutMs: opts.config.redisTimeoutMs, clock: this.#clock, logger: this.#log }
-        const waits: Promise<void>[] = []
-        let store: InstanceType<typeof RedisStore> | undefined
-        if (l2 === undefined) {
-          store = new RedisStore(redisOpts)
-          store.client.on('ready', () => call.recovered())
-          this.#ownsL2 = true
-          this.#l2 = l2Tier(store)
-          waits.push(store.ready())
-        }
-        if (bus === undefined) {
-          this.#bus = createRedisBus({ ...redisOpts, nodeId: this.nodeId, call, ...(store !== undefined ? { publisherClient: store.client } : {}) })
-          waits.push(this.#subscribe())
-        }
-        return Promise.all(waits).then(() => undefined)
-      })
-    } else this.#ready = Promise.resolve()
-    if (l2 !== undefined) this.#l2 = l2Tier(l2)
-    if (bus !== undefined) {
-      this.#bus = bus
-      this.#ready = this.#ready.then(() => this.#subscribe())
+    this.#s = createCounters()
+    this.#ctx = {
+      config: this.#config, nodeId: this.nodeId, clock: this.#clock, log: (opts.logger ?? silentLogger).child({ module: 'page-cache' }), key: this.#key, l1: this.#l1,
+      l2: undefined, bus: undefined, hitForPass: new LRUCache({ max: 10_000 }), flights: new Flights(), counters: this.#s,
     }
+    this.#invalidation = new Invalidation(this.#ctx)
+    const fill = new Fill(this.#ctx, this.#invalidation, { prepare: opts.prepare, keepMs: (opts.keepSeconds ?? 300) * 1000 })
+    this.#lookup = new Lookup(this.#ctx, fill)
+    this.#redis = new RedisWiring(this.#ctx, opts, () => this.#invalidation.subscribe())
   }
 
   /** Resolves once L2 and the bus are set up (requests before that simply skip them). */
   ready(): Promise<void> {
-    return this.#ready
-  }
-
-  async #subscribe(): Promise<void> {
-    await this.#bus!.subscribe(
-      (msg) => {
-        // Trust nothing from Redis: a message that is not a valid purge is counted and dropped.
-        if (typeof msg !== 'object' || msg === null || typeof msg.node !== 'string') {
-          this.#busRejected++
-          this.#log.warn('ignoring a malformed bus message')
-          return
-        }
-        if (msg.node === this.nodeId) return
-        // Another node purged: drop the entries from this node's L1 only (it handled L2 once), and
-        // any of this node's own L2 writes that the purge may have raced.
-        let compiled: ReturnType<typeof compilePurge>
-        try {
-          compiled = compilePurge(msg.purge, this.#key)
-        } catch (err) {
-          this.#busRejected++
-          this.#log.warn({ err }, 'ignoring an invalid bus invalidation')
-          return
-        }
-        this.#purgeLocal(msg.purge, compiled).catch((err) => this.#log.warn({ err }, 'applying a bus invalidation failed'))
-        this.#purgeRecentL2(compiled)
-      },
-      // The subscription had a gap: invalidations may have been missed, so L1 cannot be trusted.
-      () => void this.#purgeLocal({ all: true }).catch((err) => this.#log.warn({ err }, 'dropping L1 after a bus gap failed')),
-    )
+    return this.#redis.ready()
   }
 
   /** The primary cache key for a request (exported behaviour for ESI and the proxy). */
@@ -174,31 +94,18 @@ export class PageCache {
 
   handle(req: CacheRequest, fetchOrigin: OriginFetch): CacheResult | Promise<CacheResult> {
     const method = req.method
-    if (!this.#config.enabled) return this.#pass(req, fetchOrigin, 'bypass')
+    if (!this.#config.enabled) return pass(this.#s, req, fetchOrigin, 'bypass')
     if (method !== 'GET' && method !== 'HEAD') {
-      if (isUnsafeMethod(method)) return this.#unsafe(req, fetchOrigin)
-      return this.#pass(req, fetchOrigin, 'method')
+      if (isUnsafeMethod(method)) return this.#invalidation.unsafe(req, fetchOrigin)
+      return pass(this.#s, req, fetchOrigin, 'method')
     }
     const key = this.#key(req.scheme, req.host, req.url)
     const variants = this.#l1.get(key)
     if (variants !== undefined) {
       const entry = selectVariant(variants, req.headers)
-      if (entry !== undefined) return this.#found(key, entry, req, fetchOrigin, 'l1')
+      if (entry !== undefined) return this.#lookup.found(key, entry, req, fetchOrigin, 'l1')
     }
-    return this.#afterL1Miss(key, req, fetchOrigin, variants !== undefined)
-  }
-
-  /** An entry found in L1 or L2: a hit while fresh, else grace or revalidation. */
-  #found(key: string, entry: CacheEntry, req: CacheRequest, fetchOrigin: OriginFetch, tier: 'l1' | 'l2'): CacheResult | Promise<CacheResult> {
-    const now = this.#clock.now()
-    if (entry.staleAt <= now) return this.#stale(key, entry, req, fetchOrigin, now)
-    this.#s.hits++
-    if (tier === 'l1') {
-      this.#s.l1Hits++
-      return deliver(entry, req, 'HIT', now, 'hit')
-    }
-    this.#s.l2Hits++
-    return deliver(entry, req, 'HIT', now, 'hit; detail=l2')
+    return this.#lookup.afterL1Miss(key, req, fetchOrigin, variants !== undefined)
   }
 
   /**
@@ -268,9 +175,9 @@ export class PageCache {
       this.#s.passes++
       return 'method'
     }
-    if (this.#l2 !== undefined) return undefined
+    if (this.#ctx.l2 !== undefined) return undefined
     const key = this.#key(req.scheme, req.host, req.url)
-    const until = this.#hitForPass.get(key)
+    const until = this.#ctx.hitForPass.get(key)
     if (until === undefined || until <= this.#clock.now() || this.#l1.peek(key) !== undefined) return undefined
     this.#s.passes++
     return 'bypass; detail=hit-for-pass'
@@ -282,6 +189,7 @@ export class PageCache {
    */
   reconfigure(config: CacheConfig): void {
     this.#config = config
+    this.#ctx.config = config
   }
 
   /** Records an L1 hit served from `freshHit`. */
@@ -290,296 +198,13 @@ export class PageCache {
     this.#s.l1Hits++
   }
 
-  async #afterL1Miss(key: string, req: CacheRequest, fetchOrigin: OriginFetch, primaryFound: boolean): Promise<CacheResult> {
-    if (this.#l2 !== undefined && !this.#flights.has(key)) {
-      const variants = await this.#l2.get(key)
-      if (variants !== undefined && variants.length > 0) {
-        // Fill L1 with what L2 had; each entry keeps its own staleAt/deleteAt, i.e. the remaining freshness.
-        for (const v of variants) this.#storeL1(v)
-        const entry = selectVariant(this.#l1.get(key) ?? [], req.headers)
-        if (entry !== undefined) return this.#found(key, entry, req, fetchOrigin, 'l2')
-      } else this.#s.l2Misses++
-    }
-    return this.#fetch(key, req, fetchOrigin, undefined, primaryFound ? 'vary-miss' : 'uri-miss')
-  }
-
-  /** A stale entry: grace serves it at once with one background refresh; otherwise revalidate. */
-  #stale(key: string, entry: CacheEntry, req: CacheRequest, fetchOrigin: OriginFetch, now: number): CacheResult | Promise<CacheResult> {
-    if (!entry.mustRevalidate && now - entry.staleAt < entry.graceMs) {
-      this.#refresh(key, entry, req, fetchOrigin)
-      this.#s.staleHits++
-      return deliver(entry, req, 'STALE', now, 'hit; detail=grace')
-    }
-    return this.#fetch(key, req, fetchOrigin, entry, 'stale')
-  }
-
-  #canServeStaleIfError(entry: CacheEntry | undefined, now: number): entry is CacheEntry {
-    return entry !== undefined && !entry.mustRevalidate && now - entry.staleAt < entry.staleIfErrorMs
-  }
-
-  /** One background refresh per key (the flight map doubles as the "already refreshing" flag). */
-  #refresh(key: string, entry: CacheEntry, req: CacheRequest, fetchOrigin: OriginFetch): void {
-    if (this.#flights.has(key)) return
-    const bg: CacheRequest = { ...req, method: 'GET' }
-    this.#lead(key, bg, fetchOrigin, entry, 'stale', 'background')
-      .then((r) => {
-        if (r.body !== null && !Buffer.isBuffer(r.body)) discardBody(r.body)
-      })
-      .catch((err) => this.#log.warn({ err, key }, 'background refresh failed'))
-  }
-
-  /** Miss or revalidation: join a running fetch for the key, or lead one. */
-  async #fetch(key: string, req: CacheRequest, fetchOrigin: OriginFetch, stale: CacheEntry | undefined, fwd: string): Promise<CacheResult> {
-    const now = this.#clock.now()
-    if (stale === undefined) {
-      const until = this.#hitForPass.get(key)
-      if (until !== undefined && until > now) return this.#pass(req, fetchOrigin, 'bypass; detail=hit-for-pass')
-    }
-    const c = this.#config.coalesce
-    if (c.enabled) {
-      const waiting = this.#flights.join(key, c.maxWaiters)
-      if (waiting !== undefined) {
-        this.#s.coalescedWaits++
-        const outcome = await waiting
-        const t = this.#clock.now()
-        const entry = outcome.entry !== undefined ? selectVariant([outcome.entry], req.headers) : undefined
-        if (entry !== undefined) {
-          this.#s.misses++
-          return deliver(entry, req, 'MISS', t, `fwd=${fwd}; collapsed`)
-        }
-        if (outcome.error !== undefined) {
-          if (this.#canServeStaleIfError(stale, t)) {
-            this.#s.staleHits++
-            return deliver(stale, req, 'STALE', t, `fwd=${fwd}; collapsed; detail=stale-if-error`)
-          }
-          // The leader's fetch failed: its error, to every waiter at once, rather than every
-          // waiter to the failing origin at once.
-          throw outcome.error
-        }
-        // The leader's requester left mid-fetch: the first waiter to wake leads again, the others
-        // join it (leading registers the flight before any await).
-        if (outcome.abandoned === true) return this.#fetch(key, req, fetchOrigin, stale, fwd)
-        // Uncacheable or another variant: this request fetches on its own, without coalescing.
-        return this.#lead(key, req, fetchOrigin, stale, fwd, 'solo')
-      }
-    }
-    return this.#lead(key, req, fetchOrigin, stale, fwd, 'leader')
-  }
-
-  /** The request the origin sees on a cache fill: GET, no client conditionals/Range, normalised Accept-Encoding. */
-  #fillRequest(req: CacheRequest): CacheRequest {
-    const headers: CacheRequest['headers'] = { ...req.headers }
-    for (const h of CLIENT_CONDITIONALS) delete headers[h]
-    const ae = normalizeAcceptEncoding(headerList(req.headers, 'accept-encoding'))
-    if (ae === 'br') headers['accept-encoding'] = 'br, gzip'
-    else if (ae === 'gzip') headers['accept-encoding'] = 'gzip'
-    else delete headers['accept-encoding']
-    return { ...req, method: 'GET', headers }
-  }
-
-  /**
-   * Fetches from the origin for the cache. `leader` registers the flight waiters join; `solo` does
-   * not; `background` is a grace refresh with no client. Streams the body to the client while
-   * storing it, unless the client needs the whole entry first (HEAD, Range, conditionals).
-   */
-  async #lead(key: string, req: CacheRequest, fetchOrigin: OriginFetch, stale: CacheEntry | undefined, fwd: string, mode: 'leader' | 'solo' | 'background'): Promise<CacheResult> {
-    const settle = mode === 'solo' ? undefined : this.#flights.lead(key)
-    const done = (o: FlightOutcome) => settle?.(o)
-    const cfg = this.#config
-    const fill = this.#fillRequest(req)
-    const extra: Record<string, string> = {}
-    if (stale?.etag !== undefined) extra['if-none-match'] = stale.etag
-    if (stale?.lastModified !== undefined) extra['if-modified-since'] = stale.lastModified
-    const validating = Object.keys(extra).length > 0
-    const requestTime = this.#clock.now()
-    let res: OriginResponse
-    try {
-      res = await fetchOrigin(fill, validating ? extra : undefined)
-    } catch (err) {
-      if (req.signal?.aborted === true) done({ abandoned: true })
-      else done({ error: err instanceof Error ? err : new StrataError('STRATA_UPSTREAM_RESPONSE', String(err)) })
-      const now = this.#clock.now()
-      if (this.#canServeStaleIfError(stale, now)) {
-        this.#s.staleHits++
-        this.#log.debug({ err, key }, 'origin failed; serving stale-if-error')
-        return deliver(stale, req, 'STALE', now, `fwd=${fwd}; detail=stale-if-error`)
-      }
-      throw err
-    }
-    const responseTime = this.#clock.now()
-    const status = res.statusCode
-    if (status >= 500 && this.#canServeStaleIfError(stale, responseTime)) {
-      res.body.resume()
-      done({ error: upstreamFailed(status) })
-      this.#s.staleHits++
-      return deliver(stale, req, 'STALE', responseTime, `fwd=${fwd}; fwd-status=${status}; detail=stale-if-error`)
-    }
-    if (status === 304 && stale !== undefined && validating) {
-      res.body.resume()
-      if (notModifiedMatches(stale, res.headers)) return this.#freshen(key, stale, req, res, requestTime, responseTime, done, fwd)
-      // The 304 is about another representation: fetch the full response without validators.
-      done({})
-      return this.#lead(key, req, fetchOrigin, undefined, fwd, 'solo')
-    }
-    const path = fill.url
-    const rule = cfg.rules.length > 0 ? cfg.rules.find((r) => path.startsWith(r.prefix)) : undefined
-    const stripCookie = rule?.stripSetCookie === true && res.headers['set-cookie'] !== undefined
-    const decision = cfg.maxObjectBytes > 0
-      ? storageDecision({ method: 'GET', reqHeaders: fill.headers, status, resHeaders: res.headers, path, rules: cfg.rules, defaultTtl: cfg.defaultTtl })
-      : { storable: false as const, reason: 'status' as const, ttl: 0 }
-    const clientHeaders = forwardHeaders(res.headers, { dropCookie: stripCookie })
-    const wantsWhole = req.method === 'HEAD' || mode === 'background' || req.headers['range'] !== undefined
-      || req.headers['if-none-match'] !== undefined || req.headers['if-modified-since'] !== undefined
-    const upstream = res.upstreamId !== undefined ? { upstreamId: res.upstreamId } : {}
-
-    if (!decision.storable) {
-      if (decision.reason !== undefined && HFP_REASONS.has(decision.reason) && cfg.hitForPass > 0 && status < 500) {
-        // A 5xx is transient: no hit-for-pass, the next request may be cacheable.
-        this.#hitForPass.set(key, responseTime + cfg.hitForPass * 1000)
-      }
-      done(status >= 500 ? { error: upstreamFailed(status) } : {})
-      this.#s.misses++
-      clientHeaders['x-cache'] = 'MISS'
-      clientHeaders['cache-status'] = cacheStatusValue(`fwd=${fwd}; fwd-status=${status}; detail=${decision.reason ?? 'uncacheable'}`)
-      let body: Readable | null = res.body
-      if (req.method === 'HEAD' || mode === 'background') {
-        discardBody(res.body)
-        body = null
-      }
-      return { statusCode: status, headers: clientHeaders, body: this.#decode(body, clientHeaders, req), cacheStatus: 'MISS', ...upstream }
-    }
-
-    const headers = stripCookie ? { ...res.headers, 'set-cookie': undefined } : res.headers
-    const vary = varyFields(headers)
-    const variant = variantKey(vary, fill.headers)
-    const tee = new BodyTee(res.body, cfg.maxObjectBytes, !wantsWhole)
-    const stored = tee.stored.then((body) => {
-      if (body === null) {
-        done(tee.failed ? { error: new StrataError('STRATA_UPSTREAM_RESPONSE', 'the upstream response broke off mid-body') } : {})
-        return undefined
-      }
-      const entry = createEntry({
-        key, variant, vary, status, headers, body, requestTime, responseTime,
-        ttl: decision.ttl, policy: decision.policy, grace: cfg.grace, staleIfError: cfg.staleIfError, keepMs: this.#keepMs,
-      })
-      this.#store(entry)
-      done({ entry })
-      return entry
-    })
-    this.#s.misses++
-    if (wantsWhole) {
-      const entry = await stored
-      if (entry !== undefined) return { ...deliver(entry, req, 'MISS', this.#clock.now(), `fwd=${fwd}; fwd-status=${status}; stored`), ...upstream }
-      // Too big to store: give the client the response as it streams.
-      clientHeaders['x-cache'] = 'MISS'
-      clientHeaders['cache-status'] = cacheStatusValue(`fwd=${fwd}; fwd-status=${status}; detail=too-big`)
-      let body: Readable | null = null
-      if (req.method === 'HEAD' || mode === 'background') tee.discard()
-      else body = tee.client()
-      return { statusCode: status, headers: clientHeaders, body: this.#decode(body, clientHeaders, req), cacheStatus: 'MISS', ...upstream }
-    }
-    clientHeaders['x-cache'] = 'MISS'
-    clientHeaders['cache-status'] = cacheStatusValue(`fwd=${fwd}; fwd-status=${status}; stored`)
-    return { statusCode: status, headers: clientHeaders, body: this.#decode(tee.client(), clientHeaders, req), cacheStatus: 'MISS', ...upstream }
-  }
-
-  /** A gzip body for a client that does not accept gzip is decompressed on the way out. */
-  #decode(body: Readable | null, headers: Record<string, string | string[]>, req: CacheRequest): Readable | null {
-    const enc = headerValue(headers, 'content-encoding')?.trim().toLowerCase()
-    if (enc !== 'gzip' || acceptsEncoding(headerList(req.headers, 'accept-encoding'), 'gzip')) return body
-    delete headers['content-encoding']
-    delete headers['content-length']
-    return body === null ? null : through(body, createGunzip())
-  }
-
-  /** RFC 9111 §4.3.4: a 304 freshens the stored response's headers and freshness. */
-  #freshen(
-    key: string,
-    stale: CacheEntry,
-    req: CacheRequest,
-    res: OriginResponse,
-    requestTime: number,
-    responseTime: number,
-    done: (o: FlightOutcome) => void,
-    fwd: string,
-  ): CacheResult {
-    const cfg = this.#config
-    const merged: Record<string, string | string[] | undefined> = { ...freshenHeaders(stale.headers, res.headers) }
-    // The 304's Age counts for the new initial age (§4.2.3); storedHeaders drops it from the copy.
-    merged['age'] = res.headers['age']
-    const decision = storageDecision({ method: 'GET', reqHeaders: this.#fillRequest(req).headers, status: stale.status, resHeaders: merged, path: this.#fillRequest(req).url, rules: cfg.rules, defaultTtl: cfg.defaultTtl })
-    const entry = createEntry({
-      key, variant: stale.variant, vary: stale.vary, status: stale.status, headers: merged, body: stale.body, requestTime, responseTime,
-      ttl: decision.storable ? decision.ttl : 0, policy: decision.policy, grace: cfg.grace, staleIfError: cfg.staleIfError, keepMs: this.#keepMs,
-    })
-    if (decision.storable) this.#store(entry)
-    else void this.#invalidateKeys([key])
-    done(decision.storable ? { entry } : {})
-    this.#s.revalidated++
-    return { ...deliver(entry, req, 'REVALIDATED', this.#clock.now(), `fwd=${fwd}; fwd-status=304${decision.storable ? '; stored' : ''}`), ...(res.upstreamId !== undefined ? { upstreamId: res.upstreamId } : {}) }
-  }
-
-  #storeL1(entry: CacheEntry): void {
-    if (this.#prepare !== undefined && entry.prepared === undefined) {
-      try {
-        entry.prepared = this.#prepare(entry)
-      } catch (err) {
-        this.#log.warn({ err, key: entry.key }, 'prepare hook failed; entry stored without it')
-      }
-    }
-    this.#l1.set(entry)
-  }
-
-  #store(entry: CacheEntry): void {
-    this.#hitForPass.delete(entry.key)
-    this.#storeL1(entry)
-    this.#l2?.set(entry, this.#clock.now())
-  }
-
-  async #pass(req: CacheRequest, fetchOrigin: OriginFetch, fwd: string): Promise<CacheResult> {
-    this.#s.passes++
-    const res = await fetchOrigin(req)
-    return this.#passResult(res, fwd)
-  }
-
-  #passResult(res: OriginResponse, fwd: string): CacheResult {
-    return { statusCode: res.statusCode, headers: passHeaders(res.headers, fwd), body: res.body, cacheStatus: 'PASS', ...(res.upstreamId !== undefined ? { upstreamId: res.upstreamId } : {}) }
-  }
-
-  /** RFC 9111 §4.4: a non-error response to an unsafe method invalidates the target and Location / Content-Location on the same host. */
-  async #unsafe(req: CacheRequest, fetchOrigin: OriginFetch): Promise<CacheResult> {
-    this.#s.passes++
-    const res = await fetchOrigin(req)
-    await this.invalidateAfter(req, res.statusCode, res.headers)
-    return this.#passResult(res, 'method')
-  }
-
   /**
    * RFC 9111 §4.4, after the response to an unsafe request: a non-error status invalidates the
    * target URI and the Location / Content-Location URIs on the same origin. Undefined (nothing to
    * wait for) otherwise.
    */
   invalidateAfter(req: CacheRequest, status: number, headers: Record<string, string | string[]>): Promise<void> | undefined {
-    if (!isUnsafeMethod(req.method) || !invalidatesOnStatus(status)) return undefined
-    const keys = [this.#key(req.scheme, req.host, req.url)]
-    const base = `${req.scheme}://${req.host}${req.url.startsWith('/') ? req.url : '/'}`
-    for (const field of ['location', 'content-location']) {
-      const v = headerValue(headers, field)
-      if (v === undefined) continue
-      try {
-        const u = new URL(v, base)
-        // §4.4: only URIs with the same origin, to prevent denial-of-service attacks.
-        if (u.protocol === `${req.scheme}:` && u.host === canonicalHost(req.host, req.scheme)) keys.push(this.#key(req.scheme, req.host, canonicalTarget(u.pathname + u.search)))
-      } catch {
-        // An unparsable Location invalidates nothing.
-      }
-    }
-    return this.#invalidateKeys([...new Set(keys)])
-  }
-
-  /** Drops keys from L1 and L2 and tells the other nodes. */
-  async #invalidateKeys(keys: string[]): Promise<void> {
-    await this.purge({ urls: keys })
+    return this.#invalidation.invalidateAfter(req, status, headers)
   }
 
   /**
@@ -587,82 +212,17 @@ export class PageCache {
    * code STRATA_ADMIN_BAD_BODY naming the problem when the command is invalid. Answers how many
    * entries were affected: `purged` is the larger of the L1 and L2 counts.
    */
-  async purge(cmd: PurgeCommand | unknown): Promise<{ purged: number; l1: number; l2: number }> {
-    const compiled = compilePurge(cmd, this.#key)
-    const now = this.#clock.now()
-    const l1 = await this.#purgeLocal(cmd, compiled)
-    let l2 = 0
-    if (this.#l2 !== undefined) for (const s of compiled.selectors) l2 += await this.#l2.purge(s, { soft: compiled.soft, now })
-    this.#purgeRecentL2(compiled)
-    // Never waits for Redis: the bus queues what it cannot send yet.
-    if (this.#bus !== undefined) this.#publish(cmd as PurgeCommand)
-    return { purged: Math.max(l1, l2), l1, l2 }
-  }
-
-  #publish(purge: PurgeCommand): void {
-    try {
-      const p = this.#bus!.publish({ node: this.nodeId, purge })
-      if (p !== undefined) p.catch((err: unknown) => this.#log.warn({ err }, 'publishing an invalidation failed'))
-    } catch (err) {
-      this.#log.warn({ err }, 'publishing an invalidation failed')
-    }
-  }
-
-  /** See L2Tier.purgeRecentWrites: a tag purge re-applies to this node's recent L2 writes. */
-  #purgeRecentL2(compiled: ReturnType<typeof compilePurge>): void {
-    if (this.#l2 === undefined || compiled.soft) return
-    for (const s of compiled.selectors) if (s.kind === 'tags') this.#l2.purgeRecentWrites(s.tags, this.#clock.now())
-  }
-
-  async #purgeLocal(cmd: unknown, compiled = compilePurge(cmd, this.#key)): Promise<number> {
-    const now = this.#clock.now()
-    let n = 0
-    for (const s of compiled.selectors) {
-      n += await this.#l1.purge(s, { soft: compiled.soft, now })
-      // Purged URLs get a fresh chance to be cached.
-      if (s.kind === 'keys') for (const k of s.keys) this.#hitForPass.delete(k)
-    }
-    if (!compiled.soft && compiled.selectors.some((s) => s.kind !== 'keys')) this.#hitForPass.clear()
-    return n
+  purge(cmd: PurgeCommand | unknown): Promise<{ purged: number; l1: number; l2: number }> {
+    return this.#invalidation.purge(cmd)
   }
 
   stats(): PageCacheStats {
-    const s = this.#s
-    const l1 = this.#l1.stats()
-    const lookups = s.hits + s.staleHits + s.misses
-    return {
-      hits: s.hits,
-      misses: s.misses,
-      staleHits: s.staleHits,
-      revalidated: s.revalidated,
-      coalescedWaits: s.coalescedWaits,
-      passes: s.passes,
-      hitRatio: lookups === 0 ? 0 : (s.hits + s.staleHits) / lookups,
-      entries: l1.entries,
-      bytes: l1.bytes,
-      l1: { hits: s.l1Hits, misses: s.hits + s.staleHits + s.misses - s.l1Hits, entries: l1.entries, bytes: l1.bytes },
-      l2: this.#l2 === undefined
-        ? { enabled: false }
-        : { enabled: true, hits: s.l2Hits, misses: s.l2Misses, entries: 0, bytes: 0, breaker: this.#l2.breakerState, errors: this.#l2.errors, pendingPurges: this.#l2.pendingPurges },
-      bus: this.#busStats(),
-    }
-  }
-
-  #busStats(): PageCacheStats['bus'] {
-    if (this.#bus === undefined) return { enabled: false, rejected: this.#busRejected }
-    const b = this.#bus.stats?.()
-    return { enabled: true, published: b?.published ?? 0, received: Math.max(0, (b?.received ?? 0) - this.#busRejected), rejected: (b?.rejected ?? 0) + this.#busRejected, queued: b?.queued ?? 0 }
+    return cacheStats(this.#ctx)
   }
 
   /** Stats including L2's entry and byte counts (one Redis round trip, breaker-protected). */
-  async fullStats(): Promise<PageCacheStats> {
-    const st = this.stats()
-    if (this.#l2 !== undefined && st.l2.enabled) {
-      const l2 = await this.#l2.stats()
-      st.l2.entries = l2.entries
-      st.l2.bytes = l2.bytes
-    }
-    return st
+  fullStats(): Promise<PageCacheStats> {
+    return fullCacheStats(this.#ctx)
   }
 
   /** The L1 variants under a key, without touching recency (for tests and the admin API). */
@@ -671,15 +231,7 @@ export class PageCache {
   }
 
   async close(): Promise<void> {
-    await this.#ready.catch(() => undefined)
-    await this.#bus?.close()
-    this.#l2?.close()
-    if (this.#ownsL2) await this.#l2?.store.close()
+    await this.#redis.close()
     await this.#l1.close()
   }
-}
-
-/** What coalesced waiters get when the leader's origin answered a 5xx nobody could store. */
-function upstreamFailed(status: number): StrataError {
-  return new StrataError(status === 504 ? 'STRATA_UPSTREAM_TIMEOUT' : 'STRATA_UPSTREAM_RESPONSE', `the upstream answered ${status}`)
 }
