@@ -6,13 +6,13 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runLoad, type LoadReport } from '../../src/load/run.js'
 import { startBehind } from '../helpers/strata.js'
-import type { Origin } from '../helpers/origin.js'
+import type { Handler, Origin } from '../helpers/origin.js'
 import type { RunningStrata } from '../helpers/strata.js'
 
 // A real strata in front of two real origins, loaded by `strata load` for a second with a few
 // connections. The numbers vary with the machine; what must hold is their consistency with each
 // other and with what the origins counted.
-const handler = (id: string) => (req: { url?: string }, res: import('node:http').ServerResponse) => {
+const handler = (id: string): Handler => (req, res) => {
   const body = `page ${req.url} from ${id}`
   if (req.url === '/page') res.writeHead(200, { 'cache-control': 'public, max-age=3600', 'x-served-by': id, 'content-length': Buffer.byteLength(body) })
   else res.writeHead(200, { 'cache-control': 'no-store', 'x-served-by': id, 'server-timing': 'esi;dur=2.5', 'content-length': Buffer.byteLength(body) })
