@@ -296,9 +296,9 @@ const targetText = (t) => [t.min === undefined ? '' : `≥ ${t.min}`, t.max === 
  */
 export function report(name, rows, ratios, extra = {}, targets = {}) {
   const cpu = Object.values(rows).some((r) => r.cpuUsPerReq !== undefined)
-  console.log(`\n## ${name}  (load: ${loadTool})`)
-  console.log(`| case | req/s | min–max | p50 ms | p99 ms |${cpu ? ' server CPU µs/req |' : ''} errors |`)
-  console.log(`| --- | ---: | ---: | ---: | ---: |${cpu ? ' ---: |' : ''} ---: |`)
+  if (Object.keys(rows).length > 0) console.log(`\n## ${name}  (load: ${loadTool})`)
+  if (Object.keys(rows).length > 0) console.log(`| case | req/s | min–max | p50 ms | p99 ms |${cpu ? ' server CPU µs/req |' : ''} errors |`)
+  if (Object.keys(rows).length > 0) console.log(`| --- | ---: | ---: | ---: | ---: |${cpu ? ' ---: |' : ''} ---: |`)
   for (const [label, r] of Object.entries(rows)) {
     const cpuCell = cpu ? ` ${r.cpuUsPerReq === undefined ? '–' : round(r.cpuUsPerReq, 1)} |` : ''
     const rps = (r.rounds ?? []).map((x) => x.rps)
