@@ -205,6 +205,7 @@ async function main() {
       l1: { lru_get_ops: Math.round(results.lruGetOps), lru_get_awaited_ops: Math.round(results.lruAwaitedOps), strata_ops: Math.round(results.strataL1Ops), bentocache_ops: Math.round(results.bentoL1Ops) },
       l2_us: { raw_get: results.rawGet, strata: results.strataL2, bentocache: results.bentoL2 },
       ratios,
+      targets: { l1_vs_bentocache: { min: 3 }, l1_vs_raw_lru_get: { min: 0.2 }, l2_p50_vs_raw_get: { max: 1.3 } },
     }),
   )
 }
