@@ -36,7 +36,10 @@ export interface LoadReport {
   cache: Record<CacheOutcome, number>
   /** Hits (fresh, stale, revalidated) over responses with a cache field; null when none had one. */
   hitRatio: number | null
-  /** Spread over upstreams: from `upstreamHeader` (responses), or from the admin API (attempts). */
+  /**
+   * Spread over upstreams: from `upstreamHeader` (responses that were not served from the cache),
+   * or from the admin API (upstream attempts, fragments and retries included).
+   */
   upstreams: { source: 'header' | 'admin'; counts: Record<string, number> } | null
   /** Server-Timing `esi;dur` (ms), when strata sent it. */
   esi: { count: number; meanMs: number; p50Ms: number; p99Ms: number; maxMs: number } | null
@@ -183,7 +186,7 @@ export function formatReport(r: LoadReport): string {
   if (r.upstreams !== null) {
     const total = Object.values(r.upstreams.counts).reduce((a, b) => a + b, 0)
     const spread = Object.entries(r.upstreams.counts).map(([id, n]) => `${id} ${fmt(n)}${total > 0 ? ` (${pct(n / total)})` : ''}`)
-    row(r.upstreams.source === 'admin' ? 'upstream attempts' : 'served by', spread.length === 0 ? 'none' : spread.join('  '))
+    row(r.upstreams.source === 'admin' ? 'upstream attempts' : 'origin answers', spread.length === 0 ? 'none' : spread.join('  '))
   }
   if (r.esi !== null) row('ESI assembly ms', `mean ${fmt(r.esi.meanMs, 2)}  p50 ${fmt(r.esi.p50Ms, 2)}  p99 ${fmt(r.esi.p99Ms, 2)}  max ${fmt(r.esi.maxMs, 2)} (${fmt(r.esi.count)} pages)`)
   row('load generator', `${fmt(r.generator.cpuPercentOfOneCore, 1)}% of one core`)

@@ -96,6 +96,7 @@ const ESI_SAMPLE = 10_000
 /** Counts over a run: cache outcomes, upstreams, ESI durations. */
 export class LoadTally {
   readonly cache: Record<CacheOutcome, number> = { HIT: 0, STALE: 0, REVALIDATED: 0, MISS: 0, PASS: 0, NONE: 0 }
+  /** Responses that reached an upstream (not HIT or STALE), by the upstream header's value. */
   readonly upstreams = new Map<string, number>()
   total = 0
   #esiCount = 0
@@ -111,7 +112,9 @@ export class LoadTally {
   add(f: ResponseFacts): void {
     this.total++
     this.cache[f.cache]++
-    if (f.upstream !== undefined) this.upstreams.set(f.upstream, (this.upstreams.get(f.upstream) ?? 0) + 1)
+    // A hit carries the header of the response it was stored from: only answers that reached an
+    // upstream on this request say where the load went.
+    if (f.upstream !== undefined && f.cache !== 'HIT' && f.cache !== 'STALE') this.upstreams.set(f.upstream, (this.upstreams.get(f.upstream) ?? 0) + 1)
     if (f.esiMs !== undefined) {
       this.#esiCount++
       this.#esiSum += f.esiMs

@@ -65,11 +65,12 @@ describe('readFacts', () => {
 describe('LoadTally', () => {
   it('counts outcomes, upstreams, and a hit ratio over responses that had a cache field', () => {
     const t = new LoadTally()
-    for (const cache of ['HIT', 'HIT', 'STALE', 'MISS', 'PASS', 'NONE'] as const) t.add({ cache, upstream: cache === 'PASS' ? 'b1' : undefined, esiMs: undefined })
+    for (const cache of ['HIT', 'HIT', 'STALE', 'MISS', 'PASS', 'NONE'] as const) t.add({ cache, upstream: 'b1', esiMs: undefined })
     expect(t.total).toBe(6)
     expect(t.cache).toEqual({ HIT: 2, STALE: 1, REVALIDATED: 0, MISS: 1, PASS: 1, NONE: 1 })
     expect(t.hitRatio()).toBe(3 / 5)
-    expect(Object.fromEntries(t.upstreams)).toEqual({ b1: 1 })
+    // Hits carry the upstream header they were stored with: only the 3 that went upstream count.
+    expect(Object.fromEntries(t.upstreams)).toEqual({ b1: 3 })
     expect(t.esi()).toBeUndefined()
   })
   it('has no hit ratio when no response had a cache field', () => {
