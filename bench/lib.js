@@ -4,7 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import { closeSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { createConnection, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import autocannon from 'autocannon'
@@ -317,5 +317,29 @@ export async function warm(url, n = 3, headers = {}) {
   for (let i = 0; i < n; i++) {
     const res = await fetch(url, { headers })
     await res.arrayBuffer()
+  }
+}
+
+const ping = (port) =>
+  new Promise((resolve) => {
+    const c = createConnection({ port, host: '127.0.0.1' })
+    c.once('connect', () => c.write('PING\r\n'))
+    c.once('data', (d) => (c.destroy(), resolve(d.toString().startsWith('+PONG'))))
+    c.once('error', () => resolve(false))
+  })
+
+/** A redis-server on a free loopback port, no persistence; `stop()` kills it and removes its dir. */
+export async function startRedis() {
+  const port = await freePort()
+  const dir = mkdtempSync(join(tmpdir(), 'strata-bench-redis-'))
+  const proc = trackChild(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' }))
+  for (let i = 0; i < 250 && !(await ping(port)); i++) await new Promise((r) => setTimeout(r, 20))
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    stop: async () => {
+      if (proc.exitCode === null) await new Promise((r) => (proc.once('exit', r), proc.kill('SIGKILL')))
+      rmSync(dir, { recursive: true, force: true })
+    },
   }
 }
