@@ -129,6 +129,10 @@ function markdown(d, summaryLines) {
       out.push(`- L1 hit ops/s: ${Object.entries(b.l1).map(([k, v]) => `${k} ${v.toLocaleString('en-US')}`).join(', ')}`)
       out.push(`- L2 hit µs (p50/p99): ${Object.entries(b.l2_us).map(([k, v]) => `${k} ${v.p50}/${v.p99}`).join(', ')}`)
     }
+    if (b.decisionsNs !== undefined) {
+      out.push('', '| algorithm | ns per pick → begin → done (median) | min–max |', '| --- | ---: | ---: |')
+      for (const [k, v] of Object.entries(b.decisionsNs)) out.push(`| ${k} | ${Math.round(v.nsPerDecision)} | ${Math.round(v.min)}–${Math.round(v.max)} |`)
+    }
     if (!b.targets && b.ratios) out.push('', ...Object.entries(b.ratios).map(([k, v]) => `- ${k}: ${round(v, 3)}`))
   }
   return `${out.join('\n')}\n`
