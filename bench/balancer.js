@@ -9,7 +9,7 @@
 // p99, and the proxy process's CPU µs per request), and the ratios come from those medians.
 // Stays under 90 s with the defaults (4 rounds × 3 candidates × 4 s, plus warm-up).
 import { join } from 'node:path'
-import { ROOT, compare, startNode, startStrata, report, warm } from './lib.js'
+import { ROOT, compare, startNode, startStrata, startStrataWorkers, report, warm } from './lib.js'
 import * as peers from './peers/index.js'
 
 const SIZE = 1024
@@ -50,6 +50,8 @@ try {
     'strata → 2 origins (access log on)': { url: `${strata.url}/item`, pid: strata.child.pid },
     'strata → 2 origins (access log off)': { url: `${quiet.url}/item`, pid: quiet.child.pid },
   }
+  const workers = await start(startStrataWorkers(strataCfg(true), peers.notes))
+  if (workers !== undefined) candidates['strata workers: 2 → 2 origins (access log on)'] = { url: `${workers.url}/item`, pid: workers.child.pid }
   const peerVersions = {}
   if (peers.wanted) {
     for (const [label, startPeer] of [['haproxy → 2 origins', peers.startHaproxy], ['nginx → 2 origins', peers.startNginx]]) {
@@ -80,6 +82,7 @@ try {
       if (r.cpuUsPerReq !== undefined && p.cpuUsPerReq !== undefined) ratios[`strata/${short} CPU/req (${log})`] = r.cpuUsPerReq / p.cpuUsPerReq
     }
   }
+  if (rows['strata workers: 2 → 2 origins (access log on)'] !== undefined) ratios['workers: 2 / 1 (log on)'] = rows['strata workers: 2 → 2 origins (access log on)'].rps / on.rps
   if (rows['haproxy → 2 origins'] !== undefined) {
     for (const log of ['log on', 'log off']) {
       targets[`strata/haproxy req/s (${log})`] = { min: 0.8 }

@@ -343,3 +343,36 @@ export async function startRedis() {
     },
   }
 }
+
+/**
+ * Whether the compiled strata accepts `config` (`strata check-config`): lets a bench include a
+ * scenario for a config key that only some builds have (e.g. `workers`).
+ */
+export function strataAccepts(config) {
+  const dir = mkdtempSync(join(tmpdir(), 'strata-bench-check-'))
+  try {
+    const file = join(dir, 'config.json')
+    writeFileSync(file, JSON.stringify(config))
+    return spawnSync(process.execPath, [join(ROOT, 'dist/cli.js'), 'check-config', '--config', file]).status === 0
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+/**
+ * Starts strata with `workers: 2` when this build has the key, else resolves undefined and says
+ * so in `notes` (the issue's workers: 2 scenarios).
+ */
+export async function startStrataWorkers(config, notes) {
+  const cfg = { ...config, workers: 2 }
+  if (!strataAccepts(cfg)) {
+    notes.push('this build has no `workers` config key: the workers: 2 scenario is skipped')
+    return undefined
+  }
+  try {
+    return await startStrata(cfg)
+  } catch (err) {
+    notes.push(`strata with workers: 2 did not start (${err.message}): skipped`)
+    return undefined
+  }
+}

@@ -7,7 +7,7 @@
 // rounds (req/s, p50, p99, and the server process's CPU µs per request), and the ratios come
 // from those medians. About a minute with the defaults.
 import { join } from 'node:path'
-import { ROOT, compare, startNode, startStrata, report, warm } from './lib.js'
+import { ROOT, compare, startNode, startStrata, startStrataWorkers, report, warm } from './lib.js'
 import * as peers from './peers/index.js'
 
 const SIZE = 10 * 1024
@@ -39,6 +39,8 @@ try {
     'strata hit (access log on)': { url: `${strata.url}${page}`, pid: strata.child.pid },
     'strata hit (access log off)': { url: `${quiet.url}${page}`, pid: quiet.child.pid },
   }
+  const workers = await start(startStrataWorkers(strataCfg(true), peers.notes))
+  if (workers !== undefined) candidates['strata hit, workers: 2 (access log on)'] = { url: `${workers.url}${page}`, pid: workers.child.pid }
   const peerVersions = {}
   if (peers.wanted) {
     for (const [label, startPeer] of [['nginx proxy_cache hit', peers.startNginx], ['varnish hit', peers.startVarnish]]) {
@@ -65,6 +67,7 @@ try {
     'hit/bare (log on)': on.rps / base,
     'hit/bare (log off)': rows['strata hit (access log off)'].rps / base,
   }
+  if (rows['strata hit, workers: 2 (access log on)'] !== undefined) ratios['workers: 2 / 1 (log on)'] = rows['strata hit, workers: 2 (access log on)'].rps / on.rps
   for (const peer of ['nginx proxy_cache hit', 'varnish hit']) {
     if (rows[peer] === undefined) continue
     ratios[`hit (log on)/${peer}`] = on.rps / rows[peer].rps
