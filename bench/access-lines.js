@@ -13,7 +13,7 @@ import { join } from 'node:path'
 import { pathToFileURL } from 'node:url'
 import { ROOT } from './lib.js'
 
-const modPath = process.argv[2] ?? join(ROOT, 'dist/observability/line-writer.js')
+const modPath = process.argv.slice(2).find((a) => !a.startsWith('--')) ?? join(ROOT, 'dist/observability/line-writer.js')
 const { LineWriter } = await import(pathToFileURL(modPath).href)
 const LINES = Number(process.env.BENCH_LINES ?? 300_000)
 const PER_TICK = 100

@@ -4,12 +4,7 @@
 //   L1 hit: strata getOrSet vs BentoCache getOrSet (memory + redis drivers, default options)
 //           vs a raw lru-cache get (sync loop, the ceiling)
 //   L2 hit (L1 cold): strata getOrSet vs BentoCache getOrSet vs a raw ioredis GET of the same value
-import { spawn } from 'node:child_process'
-import { createConnection } from 'node:net'
-import { freePort } from './lib.js'
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+import { startRedis } from './lib.js'
 import { Redis } from 'ioredis'
 import { LRUCache } from 'lru-cache'
 import { BentoCache, bentostore } from 'bentocache'
@@ -21,30 +16,6 @@ const KEYS = 1000
 const L1_MS = Number(process.env.BENCH_L1_MS ?? 3000) // total per candidate
 const SLICE_MS = 25
 const L2_SAMPLES = Number(process.env.BENCH_L2_SAMPLES ?? 3000)
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms))
-const ping = (port) =>
-  new Promise((resolve) => {
-    const c = createConnection({ port, host: '127.0.0.1' })
-    c.once('connect', () => c.write('PING\r\n'))
-    c.once('data', (d) => (c.destroy(), resolve(d.toString().startsWith('+PONG'))))
-    c.once('error', () => resolve(false))
-  })
-
-async function startRedis() {
-  const port = await freePort()
-  const dir = mkdtempSync(join(tmpdir(), 'strata-bench-redis-'))
-  const proc = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' })
-  for (let i = 0; i < 250 && !(await ping(port)); i++) await sleep(20)
-  return {
-    url: `redis://127.0.0.1:${port}`,
-    port,
-    stop: async () => {
-      if (proc.exitCode === null) await new Promise((r) => (proc.once('exit', r), proc.kill('SIGKILL')))
-      rmSync(dir, { recursive: true, force: true })
-    },
-  }
-}
 
 // A typical "database row": ~300 bytes of JSON.
 const valueFor = (i) => ({ id: i, name: `User number ${i}`, email: `user${i}@example.com`, roles: ['reader', 'writer'], createdAt: '2024-05-01T10:00:00.000Z', profile: { bio: 'x'.repeat(120), score: i * 1.5, active: true } })
@@ -205,6 +176,7 @@ async function main() {
       l1: { lru_get_ops: Math.round(results.lruGetOps), lru_get_awaited_ops: Math.round(results.lruAwaitedOps), strata_ops: Math.round(results.strataL1Ops), bentocache_ops: Math.round(results.bentoL1Ops) },
       l2_us: { raw_get: results.rawGet, strata: results.strataL2, bentocache: results.bentoL2 },
       ratios,
+      targets: { l1_vs_bentocache: { min: 3 }, l1_vs_raw_lru_get: { min: 0.2 }, l2_p50_vs_raw_get: { max: 1.3 } },
     }),
   )
 }

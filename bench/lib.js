@@ -4,7 +4,7 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { once } from 'node:events'
 import { closeSync, mkdtempSync, openSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
-import { createServer } from 'node:net'
+import { createConnection, createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import autocannon from 'autocannon'
@@ -15,7 +15,47 @@ process.on('exit', () => {
   for (const c of children) c.kill('SIGKILL')
 })
 
+/** A child process killed (SIGKILL) if this bench exits without stopping it. */
+export function trackChild(child) {
+  children.add(child)
+  child.once('exit', () => children.delete(child))
+  return child
+}
+
 export const hasWrk = spawnSync('wrk', ['--version']).error === undefined
+/** The load generator's name and version, for the results file. */
+export const loadTool = hasWrk
+  ? (spawnSync('wrk', ['--version'], { encoding: 'utf8' }).stdout.split('\n')[0]?.split(' [')[0] ?? 'wrk')
+  : `autocannon ${JSON.parse(readFileSync(join(ROOT, 'node_modules/autocannon/package.json'), 'utf8')).version}`
+
+/**
+ * A progress bar on stderr for a step of known length (a TTY redraws one line; a log gets one
+ * line per step). `totalSeconds` is the expected length; `step(text)` names what runs now.
+ */
+export function progress(name, totalSeconds) {
+  const tty = process.stderr.isTTY === true
+  const t0 = Date.now()
+  let text = ''
+  const draw = () => {
+    const f = Math.min(1, (Date.now() - t0) / 1000 / totalSeconds)
+    const width = 30
+    const bar = '#'.repeat(Math.round(f * width)).padEnd(width, '.')
+    process.stderr.write(`\r\x1b[2K${name} [${bar}] ${String(Math.round(f * 100)).padStart(3)}% ${text}`.slice(0, (process.stderr.columns ?? 120) + 8))
+  }
+  const timer = tty ? setInterval(draw, 250) : undefined
+  timer?.unref()
+  return {
+    step(t) {
+      text = t
+      if (tty) draw()
+      else process.stderr.write(`${name}: ${t}\n`)
+    },
+    done() {
+      if (timer) clearInterval(timer)
+      if (tty) process.stderr.write('\r\x1b[2K')
+    },
+  }
+}
 
 /**
  * Spawns `node <script> ...args`; resolves once the child prints a JSON line containing `match`
@@ -183,16 +223,22 @@ export function median(values) {
  * non2xx, rounds: [{ rps, p99, cpuUsPerReq? }], cpuUsPerReq? }: rps, p50, p99 and cpuUsPerReq
  * are medians over the rounds, errors and non2xx are totals.
  */
-export async function compare(candidates, { rounds = 3, seconds = 5, connections = 50, headers = {}, warmup = 1 } = {}) {
+export async function compare(candidates, { rounds = 3, seconds = 5, connections = 50, headers = {}, warmup = 1, name = 'bench' } = {}) {
   const list = Object.entries(candidates).map(([label, c]) => {
     const { url, pid, headers: own = {} } = typeof c === 'string' ? { url: c } : c
     return { label, url, pid, opts: { connections, seconds, headers: { ...headers, ...own } } }
   })
-  for (const c of list) if (warmup > 0) await load(c.url, { ...c.opts, seconds: warmup })
+  const bar = progress(name, list.length * (warmup + rounds * seconds))
+  for (const c of list) {
+    if (warmup <= 0) continue
+    bar.step(`warm-up: ${c.label}`)
+    await load(c.url, { ...c.opts, seconds: warmup })
+  }
   const runs = new Map(list.map((c) => [c.label, []]))
   for (let r = 0; r < rounds; r++) {
     const order = r % 2 === 1 ? [...list].reverse() : list
     for (const c of order) {
+      bar.step(`round ${r + 1}/${rounds}: ${c.label}`)
       const before = c.pid === undefined ? undefined : cpuTicks(c.pid)
       const res = await load(c.url, c.opts)
       const after = before === undefined ? undefined : cpuTicks(c.pid)
@@ -200,6 +246,7 @@ export async function compare(candidates, { rounds = 3, seconds = 5, connections
       runs.get(c.label).push(res)
     }
   }
+  bar.done()
   const rows = {}
   for (const [label, rs] of runs) {
     const cpu = rs.map((x) => x.cpuUsPerReq).filter((x) => x !== undefined)
@@ -238,21 +285,31 @@ export const freePort = () =>
 
 export const round = (n, d = 2) => Math.round(n * 10 ** d) / 10 ** d
 
+/** Whether `value` meets a target `{ min }` or `{ max }`. */
+export const meets = (value, t) => (t.min === undefined || value >= t.min) && (t.max === undefined || value <= t.max)
+const targetText = (t) => [t.min === undefined ? '' : `≥ ${t.min}`, t.max === undefined ? '' : `≤ ${t.max}`].filter(Boolean).join(', ')
+
 /**
- * Prints a table of named results (with a server CPU µs/req column when any row has one) and
- * the closing JSON line.
+ * Prints a table of named results (with a server CPU µs/req column when any row has one), the
+ * ratios (against their targets, `{ name: { min?, max? } }`, when given) and the closing JSON line
+ * that `npm run bench` collects into the results file.
  */
-export function report(name, rows, ratios, extra = {}) {
+export function report(name, rows, ratios, extra = {}, targets = {}) {
   const cpu = Object.values(rows).some((r) => r.cpuUsPerReq !== undefined)
-  console.log(`\n## ${name}  (load: ${hasWrk ? 'wrk' : 'autocannon'})`)
-  console.log(`| case | req/s | p50 ms | p99 ms |${cpu ? ' server CPU µs/req |' : ''} errors |`)
-  console.log(`| --- | ---: | ---: | ---: |${cpu ? ' ---: |' : ''} ---: |`)
+  if (Object.keys(rows).length > 0) console.log(`\n## ${name}  (load: ${loadTool})`)
+  if (Object.keys(rows).length > 0) console.log(`| case | req/s | min–max | p50 ms | p99 ms |${cpu ? ' server CPU µs/req |' : ''} errors |`)
+  if (Object.keys(rows).length > 0) console.log(`| --- | ---: | ---: | ---: | ---: |${cpu ? ' ---: |' : ''} ---: |`)
   for (const [label, r] of Object.entries(rows)) {
     const cpuCell = cpu ? ` ${r.cpuUsPerReq === undefined ? '–' : round(r.cpuUsPerReq, 1)} |` : ''
-    console.log(`| ${label} | ${Math.round(r.rps)} | ${round(r.p50)} | ${round(r.p99)} |${cpuCell} ${r.errors + (r.non2xx ?? 0)} |`)
+    const rps = (r.rounds ?? []).map((x) => x.rps)
+    const span = rps.length > 1 ? `${Math.round(Math.min(...rps))}–${Math.round(Math.max(...rps))}` : '–'
+    console.log(`| ${label} | ${Math.round(r.rps)} | ${span} | ${round(r.p50)} | ${round(r.p99)} |${cpuCell} ${r.errors + (r.non2xx ?? 0)} |`)
   }
-  for (const [k, v] of Object.entries(ratios)) console.log(`ratio ${k}: ${round(v)}`)
-  console.log(JSON.stringify({ bench: name, ...extra, results: rows, ratios }))
+  for (const [k, v] of Object.entries(ratios)) {
+    const t = targets[k]
+    console.log(`ratio ${k}: ${round(v)}${t ? ` (target ${targetText(t)}: ${meets(v, t) ? 'met' : 'NOT met'})` : ''}`)
+  }
+  console.log(JSON.stringify({ bench: name, load: loadTool, ...extra, results: rows, ratios, targets }))
 }
 
 /** Warm a URL so caches are filled before measuring. */
@@ -260,5 +317,62 @@ export async function warm(url, n = 3, headers = {}) {
   for (let i = 0; i < n; i++) {
     const res = await fetch(url, { headers })
     await res.arrayBuffer()
+  }
+}
+
+const ping = (port) =>
+  new Promise((resolve) => {
+    const c = createConnection({ port, host: '127.0.0.1' })
+    c.once('connect', () => c.write('PING\r\n'))
+    c.once('data', (d) => (c.destroy(), resolve(d.toString().startsWith('+PONG'))))
+    c.once('error', () => resolve(false))
+  })
+
+/** A redis-server on a free loopback port, no persistence; `stop()` kills it and removes its dir. */
+export async function startRedis() {
+  const port = await freePort()
+  const dir = mkdtempSync(join(tmpdir(), 'strata-bench-redis-'))
+  const proc = trackChild(spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no', '--dir', dir], { stdio: 'ignore' }))
+  for (let i = 0; i < 250 && !(await ping(port)); i++) await new Promise((r) => setTimeout(r, 20))
+  return {
+    url: `redis://127.0.0.1:${port}`,
+    port,
+    stop: async () => {
+      if (proc.exitCode === null) await new Promise((r) => (proc.once('exit', r), proc.kill('SIGKILL')))
+      rmSync(dir, { recursive: true, force: true })
+    },
+  }
+}
+
+/**
+ * Whether the compiled strata accepts `config` (`strata check-config`): lets a bench include a
+ * scenario for a config key that only some builds have (e.g. `workers`).
+ */
+export function strataAccepts(config) {
+  const dir = mkdtempSync(join(tmpdir(), 'strata-bench-check-'))
+  try {
+    const file = join(dir, 'config.json')
+    writeFileSync(file, JSON.stringify(config))
+    return spawnSync(process.execPath, [join(ROOT, 'dist/cli.js'), 'check-config', '--config', file]).status === 0
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
+  }
+}
+
+/**
+ * Starts strata with `workers: 2` when this build has the key, else resolves undefined and says
+ * so in `notes` (the issue's workers: 2 scenarios).
+ */
+export async function startStrataWorkers(config, notes) {
+  const cfg = { ...config, workers: 2 }
+  if (!strataAccepts(cfg)) {
+    notes.push('this build has no `workers` config key: the workers: 2 scenario is skipped')
+    return undefined
+  }
+  try {
+    return await startStrata(cfg)
+  } catch (err) {
+    notes.push(`strata with workers: 2 did not start (${err.message}): skipped`)
+    return undefined
   }
 }

@@ -7,6 +7,7 @@ import { VERSION } from './version.js'
 import { printableConfig } from './config/printable.js'
 import cluster from 'node:cluster'
 import { ClusterPrimary, WORKER_ENV } from './cluster/primary.js'
+import { parseDuration } from './core/duration.js'
 
 const USAGE = `strata ${VERSION} — a multi-tier caching reverse proxy
 
@@ -21,6 +22,15 @@ Usage:
                                              run the demo cluster: two webservers behind strata
   strata demo-webserver --id b1 [--port 3001] [--host 0.0.0.0]
                                              run one demo webserver alone (a "B" host)
+  strata load <url> [--connections 10] [--duration 10s] [--paths <file>] [--json]
+             [--upstream-header <name>] [--admin <url> --token <token>]
+                                             load-test a site through strata (autocannon): a
+                                             progress bar on a terminal, then latency, req/s,
+                                             errors, the hit ratio (X-Cache / Cache-Status), the
+                                             spread over upstreams (from a response header, or
+                                             the admin API's /stats before and after), ESI
+                                             assembly time (Server-Timing esi;dur) and a warning
+                                             when the load generator saturated a core
   strata --version | --help
 
 Environment: STRATA_LOG_LEVEL overrides log.level.`
@@ -41,6 +51,13 @@ export async function main(argv: string[]): Promise<number> {
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
         print: { type: 'boolean' },
+        connections: { type: 'string' },
+        duration: { type: 'string' },
+        paths: { type: 'string' },
+        json: { type: 'boolean' },
+        'upstream-header': { type: 'string' },
+        admin: { type: 'string' },
+        token: { type: 'string' },
       },
     })
   } catch (err) {
@@ -157,6 +174,8 @@ export async function main(argv: string[]): Promise<number> {
         5000,
       )
     }
+    case 'load':
+      return load(positionals[1], values)
     default:
       return usage(`unknown command "${command}"`)
   }
@@ -171,6 +190,52 @@ function logGeneratedToken(logger: Logger, token: string): void {
   const msg = 'admin.token is not configured: generated one for this run (set admin.token to choose your own)'
   if (logger.isLevelEnabled('warn')) logger.warn({ adminToken: token }, msg)
   else process.stderr.write(`strata: ${msg}: ${token}\n`)
+}
+
+/** `strata load`: checks the arguments (exit 2), runs the load, prints the table or JSON. */
+async function load(
+  url: string | undefined,
+  v: { connections?: string | undefined; duration?: string | undefined; paths?: string | undefined; json?: boolean | undefined; 'upstream-header'?: string | undefined; admin?: string | undefined; token?: string | undefined },
+): Promise<number> {
+  if (url === undefined) return usage('load needs a url, e.g. strata load http://127.0.0.1:8080/')
+  if (!URL.canParse(url) || !/^https?:$/.test(new URL(url).protocol)) return usage(`load: "${url}" is not an http(s) URL`)
+  const connections = Number(v.connections ?? 10)
+  if (!Number.isInteger(connections) || connections < 1 || connections > 10_000) return usage('--connections takes a whole number from 1 to 10000')
+  let durationMs
+  try {
+    // A bare number is seconds here, as for autocannon and wrk.
+    durationMs = /^\s*\d+(\.\d+)?\s*$/.test(v.duration ?? '10') ? Number(v.duration ?? 10) * 1000 : parseDuration(v.duration ?? '10s', '--duration')
+  } catch (err) {
+    return usage((err as Error).message)
+  }
+  if (durationMs < 1000) return usage('--duration must be at least 1s')
+  if ((v.admin === undefined) !== (v.token === undefined)) return usage('--admin and --token go together')
+  if (v.admin !== undefined && !URL.canParse(v.admin)) return usage(`--admin: "${v.admin}" is not a URL`)
+  const { runLoad, formatReport, parsePaths } = await import('./load/index.js')
+  let paths
+  if (v.paths !== undefined) {
+    try {
+      paths = parsePaths((await import('node:fs')).readFileSync(v.paths, 'utf8'), v.paths)
+    } catch (err) {
+      return usage((err as Error).message)
+    }
+  }
+  try {
+    const report = await runLoad({
+      url,
+      connections,
+      durationSeconds: Math.round(durationMs / 1000),
+      ...(paths === undefined ? {} : { paths }),
+      ...(v['upstream-header'] === undefined ? {} : { upstreamHeader: v['upstream-header'] }),
+      ...(v.admin === undefined || v.token === undefined ? {} : { admin: { url: v.admin, token: v.token } }),
+      ...(process.stderr.isTTY ? { progress: process.stderr } : {}),
+    })
+    process.stdout.write(v.json ? `${JSON.stringify(report)}\n` : formatReport(report))
+    return 0
+  } catch (err) {
+    process.stderr.write(`strata load: ${(err as Error).message}\n`)
+    return 3
+  }
 }
 
 function usage(message: string): number {

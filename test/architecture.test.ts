@@ -39,6 +39,8 @@ const ALLOWED: Record<string, readonly string[]> = {
   demo: ['demo', 'data-cache', 'core', 'config', 'observability', 'app.js'],
   // Between cli and app: the primary and worker processes of `"workers": N`.
   cluster: ['cluster', 'admin', 'core', 'config', 'observability', 'app.js'],
+  // `strata load`: a client of strata over HTTP, so it needs none of strata's own modules.
+  load: ['load', 'core'],
 }
 
 describe('architecture', () => {

@@ -1,14 +1,38 @@
 // A bench origin: every path answers a body of `size` bytes with the given Cache-Control.
-// `/esi/<n>` answers an ESI template with n includes of `/frag/<i>` (see bench/esi.js).
+// `/esi/<n>` answers an ESI template with n includes of `/frag/<i>` (see bench/esi.js);
+// `/slow/<ms>/…` answers the page after `ms` milliseconds (bench/coalesce.js); `/bytes/<n>/…`
+// answers n bytes, cacheable (bench/rss.js). `/__hits?prefix=/x` counts requests under a prefix.
 import { createServer } from 'node:http'
 const size = Number(process.argv[2] ?? 10240)
 const cacheControl = process.argv[3] ?? 'public, max-age=3600'
 const body = Buffer.alloc(size, 'x')
 let hits = 0
+const byPath = new Map()
 const server = createServer((req, res) => {
   hits++
   const url = req.url ?? '/'
   if (url === '/__hits') return res.end(String(hits))
+  if (url.startsWith('/__hits?prefix=')) {
+    const prefix = decodeURIComponent(url.slice('/__hits?prefix='.length))
+    let n = 0
+    for (const [path, count] of byPath) if (path.startsWith(prefix)) n += count
+    return res.end(String(n))
+  }
+  byPath.set(url, (byPath.get(url) ?? 0) + 1)
+  const slow = /^\/slow\/(\d+)\//.exec(url)
+  if (slow) {
+    setTimeout(() => {
+      res.writeHead(200, { 'content-type': 'text/html; charset=utf-8', 'cache-control': 'public, max-age=3600', 'content-length': body.length })
+      res.end(body)
+    }, Number(slow[1]))
+    return
+  }
+  const bytes = /^\/bytes\/(\d+)\//.exec(url)
+  if (bytes) {
+    const n = Number(bytes[1])
+    res.writeHead(200, { 'content-type': 'application/octet-stream', 'cache-control': 'public, max-age=3600', 'content-length': n })
+    return res.end(Buffer.alloc(n, url.length % 256))
+  }
   const esi = /^\/esi\/(\d+)/.exec(url)
   if (esi) {
     const n = Number(esi[1])
