@@ -61,6 +61,9 @@ export class RequestFacts {
  * browser's pre-connect, so one of those held a graceful shutdown until `shutdownMs`; here they
  * are closed as well.
  */
+/** Why EdgeServer refused a request, for the route that answers it (the guard runs once). */
+const refusals = new WeakMap<IncomingMessage, string>()
+
 class EdgeServer extends Server {
   readonly #unused = new Set<Socket>()
   /**
@@ -76,8 +79,10 @@ class EdgeServer extends Server {
       const socket = req.socket
       this.#unused.delete(socket)
       if (this.#refused.has(socket)) return
-      if (rejectReason(req) !== undefined) {
+      const reason = rejectReason(req)
+      if (reason !== undefined) {
         this.#refused.add(socket)
+        refusals.set(req, reason)
         refuse(req, res)
         return
       }
@@ -168,7 +173,7 @@ export function createProxyServer(opts: ProxyServerOptions): FastifyInstance {
       // Logged when the response closes, whatever happens first (a client gone while the upstream
       // is still thinking is logged too); buffered answers log themselves at once with `ended`.
       facts.whenFinished(reply.raw)
-      const reason = rejectReason(request.raw)
+      const reason = refusals.get(request.raw)
       if (reason === undefined) return pipeline.handle(request, reply)
       reply.code(400).header('content-type', 'application/json; charset=utf-8').header('connection', 'close')
       return reply.send(`{"error":"STRATA_BAD_REQUEST","message":${JSON.stringify(reason)}}\n`)
