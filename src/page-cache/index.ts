@@ -3,6 +3,7 @@ export { PageCache, type PageCacheOptions } from './page-cache.js'
 export type {
   CacheEntry,
   CacheRequest,
+  CachePolicyOverride,
   CacheResult,
   CacheStatus,
   OriginFetch,

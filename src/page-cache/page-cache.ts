@@ -96,9 +96,11 @@ export class PageCache {
     const method = req.method
     if (!this.#config.enabled) return pass(this.#s, req, fetchOrigin, 'bypass')
     if (method !== 'GET' && method !== 'HEAD') {
+      // Also on a route whose cache is off: the URL may be stored through another route.
       if (isUnsafeMethod(method)) return this.#invalidation.unsafe(req, fetchOrigin)
       return pass(this.#s, req, fetchOrigin, 'method')
     }
+    if (req.policy?.enabled === false) return pass(this.#s, req, fetchOrigin, 'bypass')
     const key = this.#key(req.scheme, req.host, req.url)
     const variants = this.#l1.get(key)
     if (variants !== undefined) {
@@ -122,7 +124,7 @@ export class PageCache {
 
   /** The fresh L1 variant for a request (its primary key, when the caller has it), or undefined (no side effects). */
   #freshL1(req: CacheRequest, now: number, key = this.#key(req.scheme, req.host, req.url)): CacheEntry | undefined {
-    if (!this.#config.enabled) return undefined
+    if (!this.#config.enabled || req.policy?.enabled === false) return undefined
     const variants = this.#l1.get(key)
     if (variants === undefined) return undefined
     const entry = selectVariant(variants, req.headers)
@@ -174,6 +176,10 @@ export class PageCache {
       // Never served from cache; an unsafe one invalidates afterwards (`invalidateAfter`).
       this.#s.passes++
       return 'method'
+    }
+    if (req.policy?.enabled === false) {
+      this.#s.passes++
+      return 'bypass'
     }
     if (this.#ctx.l2 !== undefined) return undefined
     const key = this.#key(req.scheme, req.host, req.url)

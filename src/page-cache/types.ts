@@ -14,6 +14,16 @@ export interface CacheRequest {
    * requests coalesced on it elect a new leader instead of taking its error.
    */
   signal?: AbortSignal
+  /** The route's cache settings (config `routes[].cache`), overriding `cache.*` for this request. */
+  policy?: CachePolicyOverride | undefined
+}
+
+/** A route's cache settings: each given key replaces the `cache` section's for its requests. */
+export interface CachePolicyOverride {
+  readonly enabled?: boolean | undefined
+  readonly defaultTtl?: number | undefined
+  readonly grace?: number | undefined
+  readonly staleIfError?: number | undefined
 }
 
 /** What an origin fetch returns; the body is streamed and not yet read. */

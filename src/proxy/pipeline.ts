@@ -6,7 +6,8 @@ import type { TrustProxy } from '../core/trust-proxy.js'
 import { writeChunkedPage, writeStored } from './raw-response.js'
 import { Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
-import type { Balancer } from '../balancer/index.js'
+import { Router, type Route } from '../routing/router.js'
+import type { Pool, PoolSet } from '../routing/pools.js'
 import { canonicalHost, canonicalTarget, plainHit, type PageCache, type CacheRequest, type CacheResult, type OriginFetch, type OriginResponse } from '../page-cache/index.js'
 import { classifyUpstreamError, upstreamRequestHeaders, type Forwarder } from './forward.js'
 import { PassToClient, type PassHooks } from './pass-through.js'
@@ -22,7 +23,10 @@ import { serverTiming } from '../observability/server-timing.js'
 export interface EdgePipelineOptions {
   cache: PageCache
   forwarder: Forwarder
-  balancer: Balancer
+  /** The upstream pools requests are routed to (`default` and config `pools`). */
+  poolSet: PoolSet
+  /** Config `routes`, compiled; default: none (every request goes to the default pool). */
+  router?: Router
   pools: UpstreamPools
   /** ESI assembly; absent when esi.enabled is false. */
   esi?: EsiDelivery
@@ -45,7 +49,11 @@ type OriginResponseWithCookie = OriginResponse & { setCookie?: string }
 export class EdgePipeline {
   readonly #cache: PageCache
   readonly #forwarder: Forwarder
-  readonly #balancer: Balancer
+  /**
+   * Routes and pools, swapped together by a reload: a request routed by the old table finds its
+   * pool in the old set (a retired pool finishes what it has).
+   */
+  #routing: { router: Router; pools: PoolSet }
   readonly #pools: UpstreamPools
   readonly #esi: EsiDelivery | undefined
   readonly #extraUpstreamHeaders: Readonly<Record<string, string>>
@@ -60,7 +68,7 @@ export class EdgePipeline {
     this.#serverTiming = opts.serverTiming ?? false
     this.#cache = opts.cache
     this.#forwarder = opts.forwarder
-    this.#balancer = opts.balancer
+    this.#routing = { router: opts.router ?? Router.compile([]), pools: opts.poolSet }
     this.#pools = opts.pools
     this.#esi = opts.esi
     this.#extraUpstreamHeaders = opts.extraUpstreamHeaders ?? {}
@@ -70,6 +78,25 @@ export class EdgePipeline {
   /** Whether the peer is a trusted proxy (`trustProxy`): the last answer is cached. */
   trusts(peer: string | undefined): boolean {
     return this.#trust?.trusts(peer) ?? false
+  }
+
+  /** A reload's routes (the pool set reconfigures itself in place). */
+  setRouter(router: Router): void {
+    this.#routing = { router, pools: this.#routing.pools }
+  }
+
+  /**
+   * The route of a request. A fresh hit matches once; a request the fast path hands to fastify is
+   * matched again there (cheaper than carrying the answer on Node's request object).
+   */
+  #route(creq: CacheRequest): Route {
+    return this.#routing.router.match(creq.method, creq.host, creq.url, creq.headers)
+  }
+
+  /** The pool a route names (a reload may have retired it since: then the default pool). */
+  #pool(route: Route): Pool {
+    const pools = this.#routing.pools
+    return pools.get(route.pool) ?? pools.default
   }
 
   /** Off while shutting down, so draining connections get fastify's 503 + Connection: close. */
@@ -102,12 +129,15 @@ export class EdgePipeline {
       return true
     }
     const creq = clientCacheRequest(method, url, headers)
-    if (method !== 'GET' && method !== 'HEAD') return this.#passEarly(req, res, creq, log, start, fallback)
+    const route = this.#route(creq)
+    if (route.cache !== undefined) creq.policy = route.cache
+    if (method !== 'GET' && method !== 'HEAD') return this.#passEarly(req, res, creq, route, log, start, fallback)
     const cache = this.#cache
     const now = cache.now()
     const entry = cache.freshLookup(creq, now)
-    if (entry === undefined) return this.#passEarly(req, res, creq, log, start, fallback)
-    const program = entry.prepared as EsiProgram | undefined
+    if (entry === undefined) return this.#passEarly(req, res, creq, route, log, start, fallback)
+    // A route with ESI off serves a template as the origin wrote it.
+    const program = route.esi === false ? undefined : (entry.prepared as EsiProgram | undefined)
     let status: number
     const plain = program === undefined ? plainHit(entry, creq, now) : undefined
     if (plain !== undefined) {
@@ -137,10 +167,12 @@ export class EdgePipeline {
     return true
   }
 
-  #passEarly(req: IncomingMessage, res: ServerResponse, creq: CacheRequest, log: AccessLog | undefined, start: number, fallback: (req: IncomingMessage, res: ServerResponse) => void): boolean {
+  #passEarly(req: IncomingMessage, res: ServerResponse, creq: CacheRequest, route: Route, log: AccessLog | undefined, start: number, fallback: (req: IncomingMessage, res: ServerResponse) => void): boolean {
+    const pool = this.#pool(route)
     // Learn-mode sticky sessions in Redis pick asynchronously; URLs seen answering with a
     // template need assembly.
-    if (this.#forwarder.asyncPick || (this.#esi !== undefined && this.#templatePasses.has(creq.host + creq.url))) return false
+    const esi = this.#esi !== undefined && route.esi !== false
+    if (pool.asyncPick || (esi && this.#templatePasses.has(creq.host + creq.url))) return false
     const ip = req.socket.remoteAddress ?? ''
     const trusted = this.trusts(ip)
     // What strata acts on from here: the fields Connection names, and unkeyed or untrusted
@@ -151,14 +183,14 @@ export class EdgePipeline {
     const fwd = this.#cache.passFor(creq)
     if (fwd === undefined) return false
     const headers = upstreamRequestHeaders(creq.headers, { ip, proto: 'http', trusted })
-    stripSticky(headers, this.#balancer)
-    Object.assign(headers, this.#extraUpstreamHeaders)
-    const sink = new PassToClient(this.#passHooks, creq, req, res, fwd, log, start, fallback)
+    stripSticky(headers, this.#routing.pools)
+    if (esi) Object.assign(headers, this.#extraUpstreamHeaders)
+    const sink = new PassToClient(esi ? this.#passHooks : this.#passHooksNoEsi, creq, req, res, fwd, log, start, fallback)
     // A request body streams upstream as it arrives (the raw request is the stream); GET and
     // HEAD bodies are not forwarded, as on the full path.
     const body = creq.method !== 'GET' && creq.method !== 'HEAD' && hasBody(creq.headers) ? req : null
     const onInterim = (status: number, h: Record<string, string | string[]>) => relayInterim(req, res, status, h)
-    this.#forwarder.dispatch({ method: creq.method, url: creq.url, headers, body, pick: { ip, path: creq.url, headers: req.headers }, onInterim }, sink)
+    this.#forwarder.dispatch({ pool, method: creq.method, url: route.upstreamPath(creq.url), headers, body, pick: { ip, path: creq.url, headers: req.headers }, onInterim }, sink)
     return true
   }
 
@@ -178,11 +210,16 @@ export class EdgePipeline {
     },
   }
 
+  /** The same, for a route with ESI off: a template passes through as the origin wrote it. */
+  readonly #passHooksNoEsi: PassHooks = { ...this.#passHooks, needsEsi: () => false }
+
   /** Handles one client request; resolves once the response has been handed to fastify. */
   handle(request: FastifyRequest, reply: FastifyReply): FastifyReply | Promise<FastifyReply> {
     const trusted = this.trusts(request.ip)
     const creq = clientCacheRequest(request.method, request.url, clientRequestHeaders(request.headers, trusted))
-    const ctx = new OriginContext(this, request, creq, trusted, reply, this.#serverTiming)
+    const route = this.#route(creq)
+    if (route.cache !== undefined) creq.policy = route.cache
+    const ctx = new OriginContext(this, request, creq, route, trusted, reply, this.#serverTiming)
     const result = this.#cache.handle(creq, ctx.fetch)
     if (result instanceof Promise) return result.then((r) => this.#send(request, reply, r, ctx))
     return this.#send(request, reply, result, ctx)
@@ -199,7 +236,7 @@ export class EdgePipeline {
     // Only a stored template (a compiled program) or a response that just streamed from the
     // origin can be ESI; a plain hit goes straight out. HEAD is assembled too, so its headers are
     // the ones GET would send (RFC 9110 §9.3.2), not the template's length and validators.
-    if (esi !== undefined && (request.method === 'GET' || request.method === 'HEAD') && (result.entry?.prepared !== undefined || (result.statusCode !== 304 && ctx.originHeaders !== undefined && result.body instanceof Readable && esi.isTemplate(ctx.originHeaders, request.url)))) {
+    if (esi !== undefined && ctx.route.esi !== false && (request.method === 'GET' || request.method === 'HEAD') && (result.entry?.prepared !== undefined || (result.statusCode !== 304 && ctx.originHeaders !== undefined && result.body instanceof Readable && esi.isTemplate(ctx.originHeaders, request.url)))) {
       return this.#sendEsi(esi, request, reply, result, ctx)
     }
     const body = result.body
@@ -239,7 +276,7 @@ export class EdgePipeline {
   /** Fragment requests: the site's own paths go through the balancer; allowed hosts are fetched directly. */
   #fragmentFetch(request: FastifyRequest): FragmentOriginFetch {
     return async (req, { sameSite, signal }) => {
-      if (sameSite) return this.forward(request, req, undefined, false, signal)
+      if (sameSite) return this.forward(request, req, undefined, undefined, false, signal)
       const origin = `${req.scheme}://${req.host}`
       const headers = upstreamRequestHeaders(req.headers, { ip: request.ip, proto: 'http' })
       Object.assign(headers, this.#extraUpstreamHeaders)
@@ -256,17 +293,21 @@ export class EdgePipeline {
   }
 
   /** Sends one request upstream on behalf of the page cache (also for background refreshes). */
-  async forward(request: FastifyRequest, req: CacheRequest, extra: Record<string, string> | undefined, trusted: boolean, signal?: AbortSignal, reply?: FastifyReply): Promise<OriginResponseWithCookie> {
+  async forward(request: FastifyRequest, req: CacheRequest, extra: Record<string, string> | undefined, route: Route | undefined, trusted: boolean, signal?: AbortSignal, reply?: FastifyReply): Promise<OriginResponseWithCookie> {
+    // An ESI fragment is routed by its own target (it may live in another pool).
+    route ??= this.#routing.router.match(req.method, req.host, req.url, request.headers)
+    const pool = this.#pool(route)
     const headers = upstreamRequestHeaders(req.headers, { ip: request.ip, proto: 'http', trusted })
-    stripSticky(headers, this.#balancer)
-    Object.assign(headers, this.#extraUpstreamHeaders)
+    stripSticky(headers, this.#routing.pools)
+    if (route.esi !== false) Object.assign(headers, this.#extraUpstreamHeaders)
     if (extra !== undefined) Object.assign(headers, extra)
     // The page's id, also on its ESI fragment requests (whose headers are only esi.forwardHeaders).
     headers[REQUEST_ID_HEADER] = ensureRequestId(request.headers)
     const bodyAllowed = req.method !== 'GET' && req.method !== 'HEAD'
     const res = await this.#forwarder.forward({
+      pool,
       method: req.method,
-      url: req.url,
+      url: route.upstreamPath(req.url),
       headers,
       body: bodyAllowed && request.body != null ? (request.body as Readable) : null,
       // Routing sees the client's own headers (a sticky cookie, a hashOn header), whatever its
@@ -290,15 +331,18 @@ class OriginContext {
   readonly fetch: OriginFetch
   /** The request as the page cache sees it: canonical target and host, cleaned headers. */
   readonly creq: CacheRequest
+  /** The request's route (its pool, path rewrite, cache and ESI settings). */
+  readonly route: Route
   /** With Server-Timing on: when the request started, and the time spent waiting for upstreams. */
   readonly timed: { start: number; upstreamMs: number; upstream: boolean } | undefined
-  constructor(pipeline: EdgePipeline, request: FastifyRequest, creq: CacheRequest, trusted: boolean, reply: FastifyReply, timing: boolean) {
+  constructor(pipeline: EdgePipeline, request: FastifyRequest, creq: CacheRequest, route: Route, trusted: boolean, reply: FastifyReply, timing: boolean) {
     this.creq = creq
+    this.route = route
     const timed: OriginContext['timed'] = timing ? { start: performance.now(), upstreamMs: 0, upstream: false } : undefined
     this.timed = timed
     this.fetch = async (req, extra) => {
       const t = timed === undefined ? 0 : performance.now()
-      const res = await pipeline.forward(request, req, extra, trusted, undefined, reply)
+      const res = await pipeline.forward(request, req, extra, route, trusted, undefined, reply)
       if (timed !== undefined) {
         timed.upstreamMs += performance.now() - t
         timed.upstream = true
@@ -329,11 +373,15 @@ function clientCacheRequest(method: string, url: string, headers: CacheRequest['
   return { method, scheme: 'http', host: canonicalHost((headers['host'] as string | undefined) ?? '', 'http'), url: canonicalTarget(url), headers }
 }
 
-/** The sticky cookie is strata's, not the application's: it never goes upstream. */
-function stripSticky(headers: Record<string, string | string[]>, balancer: Balancer): void {
+/** The sticky cookies are strata's, not the application's: none goes upstream, whichever pool set it. */
+function stripSticky(headers: Record<string, string | string[]>, pools: PoolSet): void {
   const cookie = headers['cookie']
   if (typeof cookie !== 'string') return
-  const kept = balancer.stripStickyCookie(cookie)
+  let kept: string | undefined = cookie
+  for (const pool of pools.list()) {
+    kept = pool.balancer.stripStickyCookie(kept)
+    if (kept === undefined) break
+  }
   if (kept === cookie) return
   if (kept === undefined) delete headers['cookie']
   else headers['cookie'] = kept

@@ -1,0 +1,183 @@
+import type { BalancerConfig, StrataConfig, UpstreamConfig } from '../config/schema.js'
+import { poolConfigs, type NamedPoolConfig } from '../config/pools.js'
+import { Balancer, type RetryOn } from '../balancer/index.js'
+import type { Upstream } from '../balancer/upstream-state.js'
+import { staticUpstreams, UpstreamDiscovery, type Resolver } from '../balancer/discovery.js'
+import type { RedisClient } from '../core/redis.js'
+import type { Logger } from '../observability/logger.js'
+import type { ForwardPool } from '../proxy/forward.js'
+
+/** What every pool of one strata shares. */
+export interface PoolDeps {
+  readonly logger: Logger
+  /** The learn-mode sticky table's Redis client, when the cluster shares one. */
+  readonly learnRedis?: RedisClient | undefined
+  readonly redisTimeoutMs: number
+  /** The insert-mode secret when a pool's `sticky.secret` is unset (one per strata, shared by workers). */
+  readonly stickySecret?: Buffer | undefined
+  /** DNS discovery's resolver (tests inject one); default `dns.promises.lookup`. */
+  readonly resolver?: Resolver | undefined
+  /** An upstream left a pool (removed, replaced, or a discovered member gone): its connections close gracefully. */
+  readonly onRemoved: (upstream: Upstream) => void
+}
+
+/**
+ * One upstream pool at runtime: its balancer (algorithm, sticky sessions, health), its retry
+ * settings, and the DNS discovery of its `resolve: true` entries. The forwarder reads `retries`,
+ * `retryOn` and `asyncPick` per request, so a reload applies to the next request.
+ */
+export class Pool implements ForwardPool {
+  readonly name: string
+  readonly balancer: Balancer
+  readonly asyncPick: boolean
+  readonly discovery: UpstreamDiscovery | undefined
+  #config: BalancerConfig
+  #upstreams: readonly UpstreamConfig[]
+
+  constructor(cfg: NamedPoolConfig, deps: PoolDeps) {
+    this.name = cfg.name
+    this.#config = cfg.balancer
+    this.#upstreams = cfg.upstreams
+    const learn = cfg.balancer.sticky?.mode === 'learn' && deps.learnRedis !== undefined
+    this.balancer = new Balancer({
+      upstreams: staticUpstreams(cfg.upstreams),
+      config: cfg.balancer,
+      logger: deps.logger.child({ pool: cfg.name }),
+      ...(learn ? { redis: deps.learnRedis, learnKeyPrefix: learnPrefix(cfg.name) } : {}),
+      redisTimeoutMs: deps.redisTimeoutMs,
+      ...(deps.stickySecret === undefined ? {} : { stickySecret: deps.stickySecret }),
+    })
+    this.asyncPick = learn
+    this.balancer.on('removed', deps.onRemoved)
+    this.discovery = cfg.upstreams.some((u) => u.resolve === true)
+      ? new UpstreamDiscovery({ balancer: this.balancer, entries: cfg.upstreams, logger: deps.logger.child({ pool: cfg.name }), ...(deps.resolver === undefined ? {} : { resolver: deps.resolver }) })
+      : undefined
+  }
+
+  get retries(): number {
+    return this.#config.retries
+  }
+
+  get retryOn(): readonly RetryOn[] {
+    return this.#config.retryOn
+  }
+
+  /** The pool's effective balancer config (what GET /pools shows). */
+  get config(): BalancerConfig {
+    return this.#config
+  }
+
+  /** Health checks begin and names resolve; resolves once the first DNS round is done. */
+  async start(): Promise<void> {
+    this.balancer.start()
+    await this.discovery?.start()
+  }
+
+  /**
+   * A reload of this pool: balancer settings first (so added upstreams follow the new health
+   * checks), then the upstream list, keeping the members discovery found for names still listed.
+   */
+  reconfigure(next: NamedPoolConfig): void {
+    if (JSON.stringify(next.balancer) !== JSON.stringify(this.#config)) {
+      this.balancer.reconfigure(next.balancer)
+      this.#config = next.balancer
+    }
+    if (JSON.stringify(next.upstreams) !== JSON.stringify(this.#upstreams)) {
+      // Discovered members (`id@address`) stay until discovery itself finds them gone.
+      const members = this.balancer.list().filter((u) => u.id.includes('@')).map((u) => ({ id: u.id, url: u.url, weight: u.weight, backup: u.backup }))
+      this.balancer.setUpstreams([...staticUpstreams(next.upstreams), ...members])
+      this.discovery?.update(next.upstreams)
+      this.#upstreams = next.upstreams
+    }
+  }
+
+  /** Discovered members by entry id (for GET /pools), or undefined without `resolve` entries. */
+  discovered(): Record<string, string[]> | undefined {
+    return this.discovery?.snapshot()
+  }
+
+  async close(): Promise<void> {
+    this.discovery?.close()
+    await this.balancer.close()
+  }
+}
+
+/** Pools' learn-mode sessions live under their own Redis keys (the default pool keeps today's). */
+function learnPrefix(pool: string): string {
+  return pool === 'default' ? 'strata:learn:' : `strata:learn:${pool}:`
+}
+
+/**
+ * Every pool of one strata, by name: `default` (the top-level `upstreams` and `balancer`) and
+ * the `pools` of the config. A reload adds, reconfigures and retires pools in one step; a retired
+ * pool's in-flight requests finish on their own connections.
+ */
+export class PoolSet {
+  #pools: ReadonlyMap<string, Pool>
+  #list: readonly Pool[]
+  readonly #deps: PoolDeps
+
+  constructor(config: StrataConfig, deps: PoolDeps) {
+    this.#deps = deps
+    const pools = new Map<string, Pool>()
+    for (const cfg of poolConfigs(config)) pools.set(cfg.name, new Pool(cfg, deps))
+    this.#pools = pools
+    this.#list = [...pools.values()]
+  }
+
+  get default(): Pool {
+    return this.#pools.get('default')!
+  }
+
+  get(name: string): Pool | undefined {
+    return this.#pools.get(name)
+  }
+
+  /** Every pool (the same array until a reload changes the set: read it per request for free). */
+  list(): readonly Pool[] {
+    return this.#list
+  }
+
+  async start(): Promise<void> {
+    await Promise.all(this.list().map((p) => p.start()))
+  }
+
+  /**
+   * A reload's pools. New pools are built and started before the swap; the returned promise ends
+   * when retired ones are closed. The names of pools whose config changed are returned at once
+   * (synchronously, in `changed`).
+   */
+  apply(config: StrataConfig): { changed: string[]; started: Promise<void>; retired: Promise<void> } {
+    const next = new Map<string, Pool>()
+    const changed: string[] = []
+    const fresh: Pool[] = []
+    for (const cfg of poolConfigs(config)) {
+      const pool = this.#pools.get(cfg.name)
+      if (pool === undefined) {
+        const made = new Pool(cfg, this.#deps)
+        fresh.push(made)
+        next.set(cfg.name, made)
+        changed.push(cfg.name)
+        continue
+      }
+      const before = JSON.stringify({ b: pool.config, u: pool.balancer.list().length })
+      pool.reconfigure(cfg)
+      if (JSON.stringify({ b: pool.config, u: pool.balancer.list().length }) !== before) changed.push(cfg.name)
+      next.set(cfg.name, pool)
+    }
+    const gone = [...this.#pools.values()].filter((p) => !next.has(p.name))
+    this.#pools = next
+    this.#list = [...next.values()]
+    for (const p of gone) changed.push(p.name)
+    // A retired pool's servers leave like removed upstreams: their pools close gracefully.
+    const retired = Promise.all(gone.map(async (p) => {
+      for (const u of p.balancer.list()) p.balancer.remove(u.id)
+      await p.close()
+    })).then(() => undefined)
+    return { changed, started: Promise.all(fresh.map((p) => p.start())).then(() => undefined), retired }
+  }
+
+  async close(): Promise<void> {
+    await Promise.all(this.list().map((p) => p.close()))
+  }
+}
