@@ -106,6 +106,18 @@ describe('config: pools', () => {
     expect(problems({ ...valid, ...(input as object) })).toContain(expected)
   })
 
+  it('resolves its own output to the same config (a worker or a reload may see the effective form again)', () => {
+    const input = {
+      admin: { token: 't' },
+      ...valid,
+      balancer: { sticky: { mode: 'insert' } },
+      pools: { api: pool('a1'), own: pool('o1', { balancer: { sticky: { mode: 'insert' }, passive: {} } }) },
+      routes: [{ match: { pathPrefix: '/api/' }, pool: 'api' }],
+    }
+    const once = resolveConfig(input)
+    expect(resolveConfig(JSON.parse(JSON.stringify(once)))).toEqual(once)
+  })
+
   it('takes resolve and resolveEveryMs without adding a default', () => {
     const cfg = resolveConfig({ upstreams: [{ id: 'web', url: 'http://web:3001', resolve: true }, { id: 'w2', url: 'http://web2:3001', resolve: true, resolveEveryMs: 2000 }] })
     expect(cfg.upstreams[0]).toEqual({ id: 'web', url: 'http://web:3001', weight: 1, backup: false, resolve: true })
