@@ -1,6 +1,6 @@
 export { createStrata, type Strata, type StrataAddresses, type CreateStrataOptions } from './app.js'
 export { resolveConfig, loadConfigFile, ConfigError } from './config/load.js'
-export type { StrataConfig } from './config/schema.js'
+export type { StrataConfig, PoolConfig, RouteConfig, UpstreamConfig } from './config/schema.js'
 export { StrataError, ERROR_CODES, type ErrorCode } from './core/errors.js'
 export { createLogger } from './observability/logger.js'
 export { VERSION } from './version.js'

@@ -34,8 +34,10 @@ const ALLOWED: Record<string, readonly string[]> = {
   esi: ['esi', 'core', 'config', 'observability'],
   balancer: ['balancer', 'core', 'config', 'observability'],
   'data-cache': ['data-cache', 'core', 'config', 'observability'],
-  proxy: ['proxy', ...TIERS, 'core', 'config', 'observability'],
-  admin: ['admin', ...TIERS, 'core', 'config', 'observability'],
+  // Routes and pools: what the request path asks before the cache and the balancer.
+  routing: ['routing', 'balancer', 'core', 'config', 'observability'],
+  proxy: ['proxy', 'routing', ...TIERS, 'core', 'config', 'observability'],
+  admin: ['admin', 'routing', ...TIERS, 'core', 'config', 'observability'],
   demo: ['demo', 'data-cache', 'core', 'config', 'observability', 'app.js'],
   // Between cli and app: the primary and worker processes of `"workers": N`.
   cluster: ['cluster', 'admin', 'core', 'config', 'observability', 'app.js'],

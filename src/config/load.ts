@@ -3,14 +3,17 @@ import { randomBytes } from 'node:crypto'
 import { isIP } from 'node:net'
 import { availableParallelism } from 'node:os'
 import { Ajv, type ErrorObject } from 'ajv'
-import { ConfigSchema, UpstreamSchema, type StrataConfig, type UpstreamConfig } from './schema.js'
+import { ConfigSchema, UpstreamSchema, type BalancerConfig, type PoolConfig, type PoolInput, type RouteConfig, type StrataConfig, type UpstreamConfig } from './schema.js'
+import { describeMatch, normalizeStripPrefix, shadowedRoutes, stripPrefixProblem } from './route-rules.js'
 import { StrataError } from '../core/errors.js'
 import { trustEntryProblem } from '../core/trust-proxy.js'
 
 export const DEFAULT_PORT = 2001
 export const DEFAULT_ADMIN_PORT = 4001
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, coerceTypes: false })
+// verbose: an error carries its schema, whose optional `messages` (keyword → text) say in the
+// config's own words what a bare pattern or minItems would not.
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: false, coerceTypes: false, verbose: true })
 const validate = ajv.compile(ConfigSchema)
 const validateUpstreamSchema = ajv.compile(UpstreamSchema)
 
@@ -22,6 +25,9 @@ export class ConfigError extends StrataError {
     this.problems = problems
   }
 }
+
+/** `parent.key`, or `parent["a b"]` for a key that is not a plain name (as fieldName writes it). */
+const child = (parent: string, key: string): string => (/^[A-Za-z_$][\w$-]*$/.test(key) ? `${parent}.${key}` : `${parent}[${JSON.stringify(key)}]`)
 
 /**
  * `/upstreams/1/url` → `upstreams[1].url`. `data` is the validated value: a segment is an index
@@ -51,8 +57,10 @@ function describe(e: ErrorObject, data: unknown): string {
     case 'enum':
     case 'const':
       return `${fieldName(e.instancePath, data)}: must be one of ${JSON.stringify(e.params['allowedValues'] ?? [e.params['allowedValue']])}`
-    default:
-      return `${fieldName(e.instancePath, data)}: ${e.message ?? 'is invalid'}`
+    default: {
+      const messages = (e.parentSchema as { messages?: Record<string, string> } | undefined)?.messages
+      return `${fieldName(e.instancePath, data)}: ${messages?.[e.keyword] ?? e.message ?? 'is invalid'}`
+    }
   }
 }
 
@@ -130,32 +138,16 @@ export function resolveConfig(input: unknown): StrataConfig {
   if (!validate(raw)) problems.push(...collect(validate.errors ?? [], raw))
 
   const cfg = raw as unknown as StrataConfig & { admin: { token?: string; port?: number }; listen: { port?: number } }
-  if (Array.isArray(cfg.upstreams)) {
-    const ids = new Set<string>()
-    cfg.upstreams.forEach((u, i) => {
-      if (typeof u?.url === 'string') {
-        const p = httpUrlProblem(u.url)
-        if (p) problems.push(`upstreams[${i}].url: ${p}`)
-      }
-      if (typeof u?.id === 'string') {
-        if (ids.has(u.id)) problems.push(`upstreams[${i}].id: duplicate id "${u.id}"`)
-        ids.add(u.id)
-      }
-    })
-    if (cfg.upstreams.length > 0 && cfg.upstreams.every((u) => u?.backup === true)) {
-      problems.push('upstreams: at least one upstream must not be a backup')
-    }
-  }
+  // Upstream ids name metrics series and connection pools: unique across every pool.
+  const ids = new Map<string, string>()
+  if (Array.isArray(cfg.upstreams)) problems.push(...upstreamListProblems(cfg.upstreams, 'upstreams', ids))
   const sticky = cfg.balancer?.sticky as Record<string, unknown> | null | undefined
-  if (sticky && typeof sticky === 'object') {
-    if (sticky['mode'] === 'insert') {
-      if (sticky['ttlMs'] !== undefined) problems.push('balancer.sticky.ttlMs: only for mode "learn" (insert mode uses maxLifeMs / maxIdleMs)')
-      sticky['cookie'] ??= 'strata_srv'
-    } else if (sticky['mode'] === 'learn') {
-      for (const k of ['secret', 'maxLifeMs', 'maxIdleMs']) if (sticky[k] !== undefined) problems.push(`balancer.sticky.${k}: only for mode "insert"`)
-      if (sticky['cookie'] === undefined) problems.push('balancer.sticky.cookie: is required in mode "learn" (the application\'s session cookie)')
-      sticky['ttlMs'] ??= 3_600_000
-    }
+  problems.push(...stickyProblems(sticky, 'balancer.sticky', 'strata_srv'))
+  const pools = isObject(cfg.pools) ? (cfg.pools as unknown as Record<string, PoolInput>) : {}
+  for (const [name, pool] of Object.entries(pools)) problems.push(...poolProblems(name, pool, ids))
+  if (Array.isArray(cfg.routes)) {
+    const schemaOk = !problems.some((p) => p.startsWith('routes'))
+    problems.push(...routeProblems(cfg.routes, new Set(['default', ...Object.keys(pools)]), cfg.esi?.enabled !== false, schemaOk))
   }
   for (const field of ['allowedHosts', 'credentialHosts'] as const) {
     const list = cfg.esi?.[field]
@@ -185,6 +177,11 @@ export function resolveConfig(input: unknown): StrataConfig {
   }
   if (problems.length > 0) throw new ConfigError(problems)
 
+  const effectivePools = resolvePools(cfg.balancer, pools)
+  problems.push(...stickyCookieClashes(cfg.balancer, effectivePools))
+  if (problems.length > 0) throw new ConfigError(problems)
+  ;(cfg as { pools: Record<string, PoolConfig> }).pools = effectivePools
+
   cfg.listen.port ??= DEFAULT_PORT
   // "auto": one worker per core this process may use (the number is fixed for this run).
   if ((cfg.workers as number | 'auto') === 'auto') (cfg as { workers: number }).workers = availableParallelism()
@@ -197,6 +194,123 @@ export function resolveConfig(input: unknown): StrataConfig {
   const frozen = deepFreeze(cfg as StrataConfig)
   if (generated) generatedTokens.add(frozen)
   return frozen
+}
+
+const isObject = (v: unknown): v is Record<string, unknown> => v !== null && typeof v === 'object' && !Array.isArray(v)
+
+/**
+ * The checks the schema can't express for one list of upstreams (`field`: `upstreams` or
+ * `pools.api.upstreams`); `ids` maps every id seen so far, in any pool, to the field that named it.
+ */
+function upstreamListProblems(list: readonly UpstreamConfig[], field: string, ids: Map<string, string>): string[] {
+  const problems: string[] = []
+  list.forEach((u, i) => {
+    if (typeof u?.url === 'string') {
+      const p = httpUrlProblem(u.url)
+      if (p) problems.push(`${field}[${i}].url: ${p}`)
+    }
+    if (typeof u?.id === 'string') {
+      const first = ids.get(u.id)
+      // Within the top-level list the message stays as it always was; across pools it says where.
+      if (first !== undefined) problems.push(`${field}[${i}].id: duplicate id "${u.id}"${first.startsWith(`${field}[`) ? '' : ` (also ${first}; upstream ids are unique across every pool)`}`)
+      else ids.set(u.id, `${field}[${i}]`)
+    }
+    if (u?.resolveEveryMs !== undefined && u.resolve !== true) problems.push(`${field}[${i}].resolveEveryMs: only with "resolve": true`)
+  })
+  if (list.length > 0 && list.every((u) => u?.backup === true)) problems.push(`${field}: at least one upstream must not be a backup`)
+  return problems
+}
+
+/**
+ * Per-mode sticky rules (insert: a signed cookie of strata's own; learn: the application's
+ * session cookie), and the mode's defaults filled in place: an insert cookie named
+ * `defaultCookie`, a learn ttlMs of one hour.
+ */
+function stickyProblems(sticky: Record<string, unknown> | null | undefined, field: string, defaultCookie: string): string[] {
+  if (!sticky || typeof sticky !== 'object') return []
+  const problems: string[] = []
+  if (sticky['mode'] === 'insert') {
+    if (sticky['ttlMs'] !== undefined) problems.push(`${field}.ttlMs: only for mode "learn" (insert mode uses maxLifeMs / maxIdleMs)`)
+    sticky['cookie'] ??= defaultCookie
+  } else if (sticky['mode'] === 'learn') {
+    for (const k of ['secret', 'maxLifeMs', 'maxIdleMs']) if (sticky[k] !== undefined) problems.push(`${field}.${k}: only for mode "insert"`)
+    if (sticky['cookie'] === undefined) problems.push(`${field}.cookie: is required in mode "learn" (the application's session cookie)`)
+    sticky['ttlMs'] ??= 3_600_000
+  }
+  return problems
+}
+
+const POOL_NAME = /^[A-Za-z0-9._-]{1,64}$/
+
+/** A pool's name, upstreams and own sticky settings (the schema checked the shapes). */
+function poolProblems(name: string, pool: PoolInput, ids: Map<string, string>): string[] {
+  const field = child('pools', name)
+  const problems: string[] = []
+  if (name === 'default') problems.push(`${field}: the name "default" is reserved (the default pool is the top-level upstreams and balancer)`)
+  else if (!POOL_NAME.test(name)) problems.push(`${field}: a pool name is 1 to 64 letters, digits, '.', '_' or '-'`)
+  if (!isObject(pool)) return problems
+  if (Array.isArray(pool.upstreams)) problems.push(...upstreamListProblems(pool.upstreams, `${field}.upstreams`, ids))
+  const sticky = isObject(pool.balancer) ? (pool.balancer['sticky'] as Record<string, unknown> | null | undefined) : undefined
+  // A pool's own insert cookie defaults to a name of its own, so pools never share one.
+  problems.push(...stickyProblems(sticky, `${field}.balancer.sticky`, `strata_srv_${name}`))
+  return problems
+}
+
+/**
+ * Route rules across fields: the pool exists, ESI is not asked for where it is off, stripPrefix
+ * can strip something, and no route hides behind an earlier one (only when the routes' shapes
+ * are valid, so the comparison reads well-formed matches).
+ */
+function routeProblems(routes: readonly RouteConfig[], poolNames: ReadonlySet<string>, esiOn: boolean, schemaOk: boolean): string[] {
+  const problems: string[] = []
+  routes.forEach((r, i) => {
+    if (!isObject(r)) return
+    if (typeof r.pool === 'string' && !poolNames.has(r.pool)) problems.push(`routes[${i}].pool: unknown pool "${r.pool}" (known: ${[...poolNames].join(', ')})`)
+    if (r.esi?.enabled === true && !esiOn) problems.push(`routes[${i}].esi.enabled: needs esi.enabled (ESI is off for the whole proxy)`)
+    if (!schemaOk) return
+    if (r.stripPrefix !== undefined && normalizeStripPrefix(r.stripPrefix) === '') problems.push(`routes[${i}].stripPrefix: "${r.stripPrefix}" strips nothing`)
+    const p = stripPrefixProblem(r)
+    if (p !== undefined) problems.push(`routes[${i}].stripPrefix: ${p}`)
+  })
+  if (schemaOk) {
+    for (const { index, by } of shadowedRoutes(routes)) {
+      problems.push(`routes[${index}]: never matches: routes[${by}] matches every request it would (${describeMatch(by, routes[by]!.match)})`)
+    }
+  }
+  return problems
+}
+
+/**
+ * Every pool in its effective form: the top-level balancer with the keys the pool gives replacing
+ * the top-level ones (a nested object given whole, with its own defaults). An inherited
+ * insert-mode cookie is renamed `<cookie>_<pool>`: pools that shared one cookie would overwrite
+ * each other's pick on every response.
+ */
+function resolvePools(top: BalancerConfig, pools: Readonly<Record<string, PoolInput>>): Record<string, PoolConfig> {
+  const out: Record<string, PoolConfig> = {}
+  for (const [name, pool] of Object.entries(pools)) {
+    const balancer = { ...structuredClone(top), ...(pool.balancer ?? {}) } as BalancerConfig
+    if (pool.balancer?.sticky === undefined && balancer.sticky?.mode === 'insert') {
+      balancer.sticky = { ...balancer.sticky, cookie: `${balancer.sticky.cookie}_${name}` }
+    }
+    out[name] = { upstreams: pool.upstreams, balancer }
+  }
+  return out
+}
+
+/** Two pools (the default one included) whose insert-mode sticky cookies share a name. */
+function stickyCookieClashes(top: BalancerConfig, pools: Readonly<Record<string, PoolConfig>>): string[] {
+  const owners = new Map<string, string>()
+  if (top.sticky?.mode === 'insert') owners.set(top.sticky.cookie, 'default')
+  const problems: string[] = []
+  for (const [name, pool] of Object.entries(pools)) {
+    const sticky = pool.balancer.sticky
+    if (sticky?.mode !== 'insert') continue
+    const owner = owners.get(sticky.cookie)
+    if (owner !== undefined) problems.push(`${child('pools', name)}.balancer.sticky.cookie: "${sticky.cookie}" is also the sticky cookie of pool "${owner}" (each pool needs its own)`)
+    else owners.set(sticky.cookie, name)
+  }
+  return problems
 }
 
 /** Configs whose admin token was generated by the loader (no `admin.token` in the file). */
@@ -245,5 +359,7 @@ export function resolveUpstream(input: unknown): { upstream: UpstreamConfig } | 
     const p = httpUrlProblem(url)
     if (p) problems.push(`url: ${p}`)
   }
+  const entry = raw as { resolve?: unknown; resolveEveryMs?: unknown }
+  if (entry.resolveEveryMs !== undefined && entry.resolve !== true) problems.push('resolveEveryMs: only with "resolve": true')
   return problems.length > 0 ? { problems } : { upstream: Object.freeze(raw as UpstreamConfig) }
 }

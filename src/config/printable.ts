@@ -5,17 +5,23 @@ export const SECRET_MASK = '***'
 
 /**
  * The effective config (every default applied) as plain JSON data, with its secrets masked: the
- * admin token, the sticky-cookie signing secret, and any password inside a Redis URL. The
+ * admin token, the sticky-cookie signing secrets (every pool's), and any password inside a Redis URL. The
  * operator sees what each key defaulted to without the output becoming a secret itself.
  */
 export function printableConfig(config: StrataConfig): Record<string, unknown> {
   const out = JSON.parse(JSON.stringify(config)) as Record<string, any>
   if (out['admin']?.token !== undefined) out['admin'].token = SECRET_MASK
-  const sticky = out['balancer']?.sticky
-  if (sticky !== null && typeof sticky === 'object' && sticky.secret !== undefined) sticky.secret = SECRET_MASK
+  maskSticky(out['balancer'])
+  for (const pool of Object.values(out['pools'] ?? {})) maskSticky((pool as { balancer?: unknown }).balancer)
   const cache = out['cache']
   if (cache !== undefined) cache.redis = maskRedis(cache.redis)
   return out
+}
+
+/** A balancer's sticky-cookie signing secret (the top-level one, and every pool's). */
+function maskSticky(balancer: unknown): void {
+  const sticky = (balancer as { sticky?: unknown } | undefined)?.sticky as { secret?: unknown } | null | undefined
+  if (sticky !== null && typeof sticky === 'object' && sticky.secret !== undefined) sticky.secret = SECRET_MASK
 }
 
 function maskRedis(option: unknown): unknown {

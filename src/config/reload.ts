@@ -8,7 +8,10 @@ import type { StrataConfig } from './schema.js'
  * backup flag changes, replaced when the url does), every `balancer.*` key (algorithm, hashing,
  * sticky, health checks, passive, slow start, drain, retries), the cache's rules and lifetimes
  * (`cache.rules`, `defaultTtl`, `grace`, `staleIfError`, `hitForPass`, `enabled`, `coalesce`),
- * every ESI setting but `esi.enabled`, and `log.level`. Everything else (listen and admin
+ * every ESI setting but `esi.enabled`, `log.level`, the `routes` (compared as one list: order
+ * decides the match), and each named pool (`pools.<name>`: added, removed, or its upstreams or
+ * effective balancer changed; a change of the top-level `balancer` that a pool inherits is a change
+ * of that pool too, since pools are compared in their effective form). Everything else (listen and admin
  * addresses, the token, timeouts, cache sizes, Redis, the cache key, `esi.enabled`, `log.access`,
  * `serverTiming`) is reported as needing a restart and stays as it was.
  */
@@ -31,15 +34,19 @@ const RUNTIME_KEYS: ReadonlySet<string> = new Set([
   'esi.forwardHeaders',
   'esi.compress',
   'log.level',
+  'routes',
 ])
 
 /** Every key of these sections applies at runtime (a key added to the section later, too). */
-const RUNTIME_SECTIONS: ReadonlySet<string> = new Set(['balancer'])
+const RUNTIME_SECTIONS: ReadonlySet<string> = new Set(['balancer', 'pools'])
 
 const isRuntime = (key: string): boolean => RUNTIME_KEYS.has(key) || RUNTIME_SECTIONS.has(key.slice(0, key.indexOf('.')))
 
-/** Sections compared key by key; the rest (upstreams, serverTiming) as a whole. */
-const SECTIONS = ['listen', 'admin', 'timeouts', 'balancer', 'cache', 'esi', 'log'] as const
+/**
+ * Sections compared key by key (for `pools`, pool by pool: `pools.api`); the rest (upstreams,
+ * routes, serverTiming) as a whole.
+ */
+const SECTIONS = ['listen', 'admin', 'timeouts', 'balancer', 'cache', 'esi', 'log', 'pools'] as const
 
 export interface ReloadPlan {
   /** Keys whose new value is now in force. */
@@ -52,7 +59,7 @@ export interface ReloadPlan {
 
 const same = (a: unknown, b: unknown): boolean => JSON.stringify(a) === JSON.stringify(b)
 
-/** Dotted keys (`cache.rules`, `listen.port`, `upstreams`) whose values differ. */
+/** Dotted keys (`cache.rules`, `listen.port`, `upstreams`, `pools.api`) whose values differ. */
 export function configDiff(old: StrataConfig, next: StrataConfig): string[] {
   const out: string[] = []
   const o = old as unknown as Record<string, Record<string, unknown>>
@@ -74,9 +81,18 @@ export function planReload(old: StrataConfig, next: StrataConfig): ReloadPlan {
   const effective = structuredClone(old) as unknown as Record<string, Record<string, unknown>>
   const src = next as unknown as Record<string, Record<string, unknown>>
   for (const key of changed) {
-    const [top, sub] = key.split('.') as [string, string | undefined]
-    if (sub === undefined) effective[top] = structuredClone(src[top]) as Record<string, unknown>
-    else effective[top]![sub] = structuredClone(src[top]![sub])
+    // A pool name may hold dots (`pools.api.v2`): the key is split at its first dot only.
+    const dot = key.indexOf('.')
+    const top = dot === -1 ? key : key.slice(0, dot)
+    if (dot === -1) {
+      effective[top] = structuredClone(src[top]) as Record<string, unknown>
+      continue
+    }
+    const sub = key.slice(dot + 1)
+    const section = (effective[top] ??= {})
+    // A pool removed by the new file leaves the effective config too.
+    if (src[top] === undefined || !Object.hasOwn(src[top], sub)) delete section[sub]
+    else section[sub] = structuredClone(src[top][sub])
   }
   return { changed, restartRequired, effective: deepFreeze(effective) as unknown as StrataConfig }
 }

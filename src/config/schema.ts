@@ -1,4 +1,4 @@
-import { Type, type Static, type TSchema } from '@sinclair/typebox'
+import { Type, type Static, type TOptional, type TSchema } from '@sinclair/typebox'
 
 /**
  * The one schema that holds every config key and its default (the fastify habit: validate at the
@@ -33,6 +33,14 @@ export const UpstreamSchema = Type.Object(
     url: Type.String({ minLength: 1 }),
     weight: Type.Integer({ minimum: 1, maximum: 1000, default: 1 }),
     backup: Type.Boolean({ default: false }),
+    /**
+     * The url's host is a DNS name standing for several servers: every A/AAAA address becomes a
+     * member of the pool (`<id>@<address>`). No Ajv default (false when absent), so a config
+     * without it prints unchanged.
+     */
+    resolve: Type.Optional(Type.Boolean()),
+    /** With `resolve`: how often the name is resolved again (the discovery applies 5000 when absent). */
+    resolveEveryMs: Type.Optional(Type.Integer({ minimum: 100 })),
   },
   { additionalProperties: false },
 )
@@ -114,6 +122,95 @@ export const BalancerSchema = Obj({
   }),
   drainMs: Ms(30_000),
 })
+
+/**
+ * A pool's own balancer: the keys of BalancerSchema, each optional and without its top-level
+ * default, so a key the pool does not give stays visibly absent and the loader fills it from the
+ * top-level `balancer`. A nested object that is given (`passive`, `healthCheck`) keeps its own
+ * inner defaults: it replaces the top-level one whole.
+ */
+const withoutDefault = <T extends TSchema>(schema: T): T => {
+  const { default: _dropped, ...rest } = schema as T & { default?: unknown }
+  return rest as T
+}
+type BalancerProps = (typeof BalancerSchema)['properties']
+export const PoolBalancerSchema = Type.Object(
+  Object.fromEntries(Object.entries(BalancerSchema.properties).map(([k, s]) => [k, Type.Optional(withoutDefault(s))])) as {
+    [K in keyof BalancerProps]: TOptional<BalancerProps[K]>
+  },
+  { additionalProperties: false },
+)
+
+export const PoolSchema = Type.Object(
+  {
+    upstreams: Type.Array(UpstreamSchema, { minItems: 1, messages: { minItems: 'is empty: a pool needs at least one upstream' } }),
+    balancer: Type.Optional(PoolBalancerSchema),
+  },
+  { additionalProperties: false },
+)
+
+/** A path prefix for rewriting: starts with '/', no query or fragment. */
+const RewritePrefix = Type.String({ pattern: '^/[^?#]*$', messages: { pattern: "must start with '/' and hold no '?' or '#'" } })
+
+/**
+ * What a route matches on; every given condition must hold. `host`: a hostname (or IP literal)
+ * compared case-insensitively with the Host header's name (its port ignored), or `*.example.com`
+ * for any subdomain at any depth (never the bare domain).
+ */
+export const RouteMatchSchema = Type.Object(
+  {
+    host: Type.Optional(
+      Type.String({
+        maxLength: 253,
+        pattern: '^(\\*\\.)?[A-Za-z0-9_-]+(\\.[A-Za-z0-9_-]+)*$|^\\[[0-9A-Fa-f:.]+\\]$',
+        messages: { pattern: 'must be a hostname ("www.example.com") or "*.example.com" for any subdomain, without a port' },
+      }),
+    ),
+    pathPrefix: Type.Optional(Type.String({ pattern: '^/', messages: { pattern: "must start with '/'" } })),
+    methods: Type.Optional(
+      Type.Array(Type.String({ pattern: '^[A-Z][A-Z0-9_-]*$', messages: { pattern: 'must be an upper-case method name ("GET")' } }), {
+        minItems: 1,
+        uniqueItems: true,
+      }),
+    ),
+    header: Type.Optional(
+      Type.Object(
+        {
+          name: Type.String({ minLength: 1, pattern: "^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", messages: { pattern: 'must be a header field name' } }),
+          /** Exact value; absent: the header only has to be present. */
+          value: Type.Optional(Type.String()),
+        },
+        { additionalProperties: false },
+      ),
+    ),
+  },
+  { additionalProperties: false },
+)
+
+/** A route's cache policy: each key given replaces the top-level `cache` one for its requests. */
+export const RouteCacheSchema = Type.Object(
+  {
+    enabled: Type.Optional(Type.Boolean()),
+    defaultTtl: Type.Optional(Type.Number({ minimum: 0 })),
+    grace: Type.Optional(Type.Number({ minimum: 0 })),
+    staleIfError: Type.Optional(Type.Number({ minimum: 0 })),
+  },
+  { additionalProperties: false },
+)
+
+/** One route: first match wins; a request no route matches goes to the default pool. */
+export const RouteSchema = Type.Object(
+  {
+    match: RouteMatchSchema,
+    /** A key of `pools`, or "default" (the top-level upstreams and balancer), which is also the default. */
+    pool: Type.Optional(Type.String({ minLength: 1 })),
+    stripPrefix: Type.Optional(RewritePrefix),
+    addPrefix: Type.Optional(RewritePrefix),
+    cache: Type.Optional(RouteCacheSchema),
+    esi: Type.Optional(Type.Object({ enabled: Type.Optional(Type.Boolean()) }, { additionalProperties: false })),
+  },
+  { additionalProperties: false },
+)
 
 export const CacheRuleSchema = Type.Object(
   {
@@ -202,22 +299,44 @@ export const ConfigSchema = Type.Object(
      * core (os.availableParallelism()). The loader resolves it to a number.
      */
     workers: Type.Union([Type.Integer({ minimum: 1, maximum: 256 }), Type.Literal('auto')], { default: 1 }),
+    /**
+     * Named upstream pools besides the default one (the top-level `upstreams` + `balancer`). Names
+     * (`[A-Za-z0-9._-]`, 1–64, not "default") are checked by the loader, which also resolves each
+     * pool's balancer into its effective form.
+     */
+    pools: Type.Record(Type.String(), PoolSchema, { default: {} }),
+    /** Checked in order; the first route whose every condition holds decides the pool. */
+    routes: Type.Array(RouteSchema, { default: [] }),
   },
   { additionalProperties: false },
 )
 
 type Raw = Static<typeof ConfigSchema>
 
+export type UpstreamConfig = Static<typeof UpstreamSchema>
+export type BalancerConfig = Static<typeof BalancerSchema>
+/** A pool as the config file gives it: its balancer holds only the keys it overrides. */
+export type PoolInput = Static<typeof PoolSchema>
+/** A pool in its effective form: the full balancer (top-level keys merged with the pool's own). */
+export interface PoolConfig {
+  upstreams: UpstreamConfig[]
+  balancer: BalancerConfig
+}
+export type RouteConfig = Static<typeof RouteSchema>
+export type RouteMatchConfig = Static<typeof RouteMatchSchema>
+export type RouteCacheConfig = Static<typeof RouteCacheSchema>
+
 /** The validated, defaulted, frozen config every module receives. */
 export type StrataConfig = Readonly<
-  Omit<Raw, 'listen' | 'admin' | '$schema' | 'workers'> & {
+  Omit<Raw, 'listen' | 'admin' | '$schema' | 'workers' | 'pools' | 'routes'> & {
     listen: { host: string; port: number }
     workers: number
     admin: { enabled: boolean; host: string; port: number; token: string; publicMetrics: boolean }
+    /** Named pools in their effective form (never "default": that is `upstreams` + `balancer`). */
+    pools: Readonly<Record<string, PoolConfig>>
+    routes: readonly RouteConfig[]
   }
 >
-export type UpstreamConfig = Static<typeof UpstreamSchema>
-export type BalancerConfig = Static<typeof BalancerSchema>
 export type CacheConfig = Static<typeof CacheSchema>
 export type CacheRule = Static<typeof CacheRuleSchema>
 export type EsiConfig = Static<typeof EsiSchema>

@@ -81,6 +81,47 @@ describe('strata CLI', () => {
     expect((JSON.parse(r.stdout) as { admin: { token: string } }).admin.token).toBe('***')
   })
 
+  it('check-config names every pool and route problem and exits 1', () => {
+    const r = run(
+      'check-config',
+      '--config',
+      file('routes-bad.json', {
+        upstreams: [{ id: 'b1', url: 'http://127.0.0.1:3001' }],
+        pools: { api: { upstreams: [] }, default: { upstreams: [{ id: 'd1', url: 'http://d:1' }] } },
+        routes: [
+          { match: { pathPrefix: '/api' }, pool: 'nope' },
+          { match: { pathPrefix: '/api/v2' }, pool: 'api' },
+        ],
+      }),
+    )
+    expect(r.status).toBe(1)
+    expect(r.stderr).toContain('pools.api.upstreams: is empty: a pool needs at least one upstream')
+    expect(r.stderr).toContain('pools.default: the name "default" is reserved')
+    expect(r.stderr).toContain('routes[0].pool: unknown pool "nope" (known: default, api)')
+    expect(r.stderr).toContain('routes[1]: never matches: routes[0] matches every request it would (routes[0] needs only pathPrefix "/api")')
+  })
+
+  it('check-config --print shows the pools in their effective form and the routes', () => {
+    const routes = [{ match: { host: 'api.example.com' }, pool: 'api', stripPrefix: '/api' }]
+    const r = run(
+      'check-config',
+      '--print',
+      '--config',
+      file('routes-ok.json', {
+        upstreams: [{ id: 'b1', url: 'http://127.0.0.1:3001' }],
+        balancer: { retries: 2, sticky: { mode: 'insert', secret: 'a-very-secret-sticky-key' } },
+        pools: { api: { upstreams: [{ id: 'api1', url: 'http://127.0.0.1:8080', resolve: true }], balancer: { algorithm: 'least-connections' } } },
+        routes,
+      }),
+    )
+    expect(r.status).toBe(0)
+    expect(r.stdout).not.toContain('a-very-secret-sticky-key')
+    const printed = JSON.parse(r.stdout) as Record<string, any>
+    expect(printed['pools'].api.upstreams).toEqual([{ id: 'api1', url: 'http://127.0.0.1:8080', weight: 1, backup: false, resolve: true }])
+    expect(printed['pools'].api.balancer).toMatchObject({ algorithm: 'least-connections', retries: 2, sticky: { mode: 'insert', cookie: 'strata_srv_api', secret: '***' } })
+    expect(printed['routes']).toEqual(routes)
+  })
+
   it('exits 2 on usage errors', () => {
     expect(run().status).toBe(2)
     expect(run('frobnicate').status).toBe(2)

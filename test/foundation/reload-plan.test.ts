@@ -72,4 +72,33 @@ describe('planReload', () => {
     expect(plan.effective.balancer).toEqual(next.balancer)
     expect(plan.effective.listen.host).toBe(old.listen.host)
   })
+
+  it('applies routes and each named pool at runtime, pool by pool', () => {
+    const pool = (id: string, extra: Record<string, unknown> = {}) => ({ upstreams: [{ id, url: `http://${id}:8080` }], ...extra })
+    const old = cfg({
+      pools: { api: pool('a1'), 'api.v2': pool('v2'), gone: pool('g1'), same: pool('s1', { balancer: { algorithm: 'p2c' } }) },
+      routes: [{ match: { pathPrefix: '/api/' }, pool: 'api' }],
+    })
+    const next = cfg({
+      pools: { api: pool('a1', { balancer: { retries: 4 } }), 'api.v2': pool('v2b'), same: pool('s1', { balancer: { algorithm: 'p2c' } }), fresh: pool('f1') },
+      routes: [{ match: { host: 'api.example.com' }, pool: 'api' }, { match: { pathPrefix: '/api/' }, pool: 'api.v2' }],
+    })
+    const plan = planReload(old, next)
+    expect(plan.changed.sort()).toEqual(['pools.api', 'pools.api.v2', 'pools.fresh', 'pools.gone', 'routes'])
+    expect(plan.restartRequired).toEqual([])
+    expect(plan.effective.routes).toEqual(next.routes)
+    expect(plan.effective.pools).toEqual(next.pools)
+    expect(Object.keys(plan.effective.pools)).not.toContain('gone')
+    expect(Object.isFrozen(plan.effective.pools['fresh']!.upstreams[0])).toBe(true)
+    expect(Object.keys(old.pools)).toContain('gone')
+  })
+
+  it('reports a pool whose inherited balancer changed with the top-level balancer', () => {
+    const old = cfg({ pools: { api: { upstreams: [{ id: 'a1', url: 'http://a1' }] }, own: { upstreams: [{ id: 'o1', url: 'http://o1' }], balancer: { algorithm: 'p2c' } } } })
+    const next = cfg({ balancer: { retries: 2, algorithm: 'p2c' }, pools: { api: { upstreams: [{ id: 'a1', url: 'http://a1' }] }, own: { upstreams: [{ id: 'o1', url: 'http://o1' }], balancer: { algorithm: 'p2c' } } } })
+    const plan = planReload(old, next)
+    expect(plan.changed.sort()).toEqual(['balancer.algorithm', 'balancer.retries', 'pools.api', 'pools.own'])
+    expect(plan.effective.pools['api']!.balancer.retries).toBe(2)
+    expect(plan.effective.pools['own']!.balancer).toMatchObject({ algorithm: 'p2c', retries: 2 })
+  })
 })
