@@ -1,11 +1,14 @@
 import type { BalancerConfig, StrataConfig, UpstreamConfig } from '../config/schema.js'
-import { poolConfigs, type NamedPoolConfig } from '../config/pools.js'
+import { poolConfigs } from '../config/pools.js'
 import { Balancer, type RetryOn } from '../balancer/index.js'
 import type { Upstream } from '../balancer/upstream-state.js'
 import { staticUpstreams, UpstreamDiscovery, type Resolver } from '../balancer/discovery.js'
 import type { RedisClient } from '../core/redis.js'
 import type { Logger } from '../observability/logger.js'
 import type { ForwardPool } from '../proxy/forward.js'
+
+/** One pool's effective config, named. */
+type NamedPoolConfig = ReturnType<typeof poolConfigs>[number]
 
 /** What every pool of one strata shares. */
 export interface PoolDeps {
