@@ -28,12 +28,13 @@ function twoPools() {
     upstreams: [{ id: 'b1', url: 'http://127.0.0.1:1' }, { id: 'b2', url: 'http://127.0.0.1:2' }],
     log: { level: 'silent' },
   })
-  const apiConfig = resolveConfig({
-    upstreams: [{ id: 'x', url: 'http://127.0.0.1:1' }],
+  const apiPool = resolveConfig({
+    upstreams: [{ id: 'api1', url: 'http://127.0.0.1:3' }],
     balancer: { algorithm: 'least-connections', sticky: { mode: 'insert', cookie: 'strata_srv_api' }, healthCheck: { path: '/health' } },
-  }).balancer
+  })
+  const apiConfig = apiPool.balancer
   const main = new Balancer({ upstreams: config.upstreams, config: config.balancer, logger: silent })
-  const api = new Balancer({ upstreams: [{ id: 'api1', url: 'http://127.0.0.1:3' }], config: apiConfig, logger: silent })
+  const api = new Balancer({ upstreams: apiPool.upstreams, config: apiConfig, logger: silent })
   const pools: PoolView[] = [
     { name: 'default', balancer: main, config: config.balancer },
     { name: 'api', balancer: api, config: apiConfig, discovered: () => ({ web: ['web@127.0.0.5'] }) },
