@@ -14,6 +14,7 @@ import { EsiDelivery } from './proxy/esi-delivery.js'
 import { SURROGATE_CAPABILITY } from './esi/index.js'
 import { createAdminServer } from './admin/server.js'
 import { upstreamRoutes } from './admin/upstream-routes.js'
+import { DEFAULT_POOL, poolsOf, upstreamSamples } from './admin/pools-view.js'
 import { cacheRoutes } from './admin/cache-routes.js'
 import { dashboardRoutes } from './admin/dashboard.js'
 import { VERSION } from './version.js'
@@ -104,16 +105,20 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     ...(opts.stickySecret === undefined ? {} : { stickySecret: opts.stickySecret }),
   })
   balancer.on('removed', (u) => void pools.remove(u.id))
+  /** The config in force: `config`, then each reload's effective config. */
+  let current = config
+  // One pool until the PoolSet (src/routing/pools.ts) serves several; its config follows reloads.
+  const poolsView = poolsOf([{ name: DEFAULT_POOL, balancer, get config() { return current.balancer } }])
   // The page cache and balancer are created below; the collectors read them at scrape time.
   let cacheRef: PageCache | undefined
-  const metrics = new StrataMetrics({ sources: { cache: () => cacheRef!.stats(), upstreams: () => balancer.list() } })
+  const metrics = new StrataMetrics({ sources: { cache: () => cacheRef!.stats(), upstreams: () => upstreamSamples(poolsView) } })
   const forwarder = new Forwarder({
     pools,
     balancer,
     asyncPick: learnRedis !== undefined,
     retries: config.balancer.retries,
     retryOn: config.balancer.retryOn,
-    onAttempt: (id, o) => metrics.upstreamAttempt(id, o),
+    onAttempt: (id, o) => metrics.upstreamAttempt(DEFAULT_POOL, id, o),
   })
 
   // The page cache calls esi.prepare when a template enters memory; esi needs the cache to fetch
@@ -133,12 +138,10 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     ...(esi === undefined ? {} : { esi, extraUpstreamHeaders: { 'surrogate-capability': SURROGATE_CAPABILITY } }),
   })
   const proxy = createProxyServer({ config, logger, pipeline, metrics, ...(opts.accessLines === undefined ? {} : { accessLines: opts.accessLines }) })
-  /** The config in force: `config`, then each reload's effective config. */
-  let current = config
   // A worker (adminListen: false) always has its in-process admin routes: they are how the primary
   // controls it, even when no admin port is served.
   const admin = config.admin.enabled || opts.adminListen === false
-    ? createAdminServer({ config, currentConfig: () => current, logger, version: VERSION, metrics, routes: [upstreamRoutes(balancer), cacheRoutes(cache, balancer, metrics), dashboardRoutes(), configRoutes(() => reloadOnce())] })
+    ? createAdminServer({ config, currentConfig: () => current, logger, version: VERSION, metrics, routes: [upstreamRoutes(poolsView), cacheRoutes(cache, poolsView, metrics), dashboardRoutes(), configRoutes(() => reloadOnce())] })
     : null
 
   let reloading: Promise<unknown> = Promise.resolve()

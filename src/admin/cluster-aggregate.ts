@@ -91,10 +91,25 @@ export interface WorkerLine {
 }
 
 /**
+ * One upstream list over every worker: the first worker's lines (every worker holds the same
+ * upstreams, replayed changes included) with each upstream's in-flight requests summed.
+ */
+function mergeUpstreams(lists: ReadonlyArray<unknown>): Array<Record<string, unknown>> {
+  const active = new Map<string, number>()
+  for (const list of lists) {
+    if (!Array.isArray(list)) continue
+    for (const u of list as Array<{ id: string; active: number }>) active.set(u.id, (active.get(u.id) ?? 0) + Number(u.active ?? 0))
+  }
+  const first = Array.isArray(lists[0]) ? (lists[0] as Array<Record<string, unknown>>) : []
+  return first.map((u) => ({ ...u, active: active.get(String(u['id'])) ?? u['active'] }))
+}
+
+/**
  * GET /stats over every worker: the page-cache counters and request totals summed, L1 summed (each
  * worker holds its own), L2 taken once (shared through Redis), upstreams from the first worker with
- * their in-flight requests summed, latency percentiles as the largest worker's (an upper bound:
- * percentiles do not add), and `workers` listing each one.
+ * their in-flight requests summed (the top-level list and each pool's alike; a pool's `requests`
+ * summed), latency percentiles as the largest worker's (an upper bound: percentiles do not add),
+ * and `workers` listing each one.
  */
 export function aggregateStats(replies: readonly WorkerReply[], primary: Record<string, unknown>): AdminAnswer {
   const workers: WorkerLine[] = []
@@ -127,10 +142,16 @@ export function aggregateStats(replies: readonly WorkerReply[], primary: Record<
     const pct = (k: string) => bodies.reduce<number | null>((m, b) => (typeof b['latencyMs']?.[k] === 'number' ? Math.max(m ?? 0, b['latencyMs'][k]) : m), null)
     out['latencyMs'] = { p50: pct('p50'), p90: pct('p90'), p99: pct('p99'), count: bodies.reduce((n, b) => n + Number(b['latencyMs']?.count ?? 0), 0) }
   }
-  if (Array.isArray(first['upstreams'])) {
-    const active = new Map<string, number>()
-    for (const b of bodies) for (const u of (b['upstreams'] ?? []) as Array<{ id: string; active: number }>) active.set(u.id, (active.get(u.id) ?? 0) + Number(u.active ?? 0))
-    out['upstreams'] = (first['upstreams'] as Array<Record<string, unknown>>).map((u) => ({ ...u, active: active.get(String(u['id'])) ?? u['active'] }))
+  if (Array.isArray(first['upstreams'])) out['upstreams'] = mergeUpstreams(bodies.map((b) => b['upstreams']))
+  const pools = first['pools']
+  if (pools !== null && typeof pools === 'object' && !Array.isArray(pools)) {
+    // fromEntries: pool names are keys of our own making, never a route to the prototype.
+    out['pools'] = Object.fromEntries(
+      Object.entries(pools as Record<string, Record<string, unknown>>).map(([name, p]) => {
+        const each = bodies.map((b) => (Object.hasOwn(b['pools'] ?? {}, name) ? b['pools'][name] : undefined) as Record<string, unknown> | undefined)
+        return [name, { ...p, upstreams: mergeUpstreams(each.map((e) => e?.['upstreams'])), requests: each.reduce((n, e) => n + Number(e?.['requests'] ?? 0), 0) }]
+      }),
+    )
   }
   out['process'] = primary
   out['workers'] = workers

@@ -5,7 +5,7 @@ import type { FastifyInstance } from 'fastify'
  * GET / : the operations dashboard, one static page (src/admin/dashboard.html, copied next to the
  * compiled file at build). It holds no data and no token: it asks the operator for the token,
  * keeps it in sessionStorage and calls the same admin JSON API as everything else (/stats,
- * /upstreams, /purges, /purge) with it as a bearer header.
+ * /pools, /purges, /purge, /pools/:pool/upstreams/:id/drain…) with it as a bearer header.
  */
 export function dashboardRoutes(): (app: FastifyInstance) => void {
   // Read once at startup: a missing page is a broken build, better seen before the first visit.

@@ -28,7 +28,8 @@ export interface MetricSources {
     l1: { entries: number; bytes: number }
     l2: { enabled: false } | { enabled: true; hits: number; misses: number; errors: number; breaker: 'closed' | 'open' | 'half-open' }
   }
-  upstreams?: () => ReadonlyArray<UpstreamSample>
+  /** Every upstream of every pool; `pool` labels its series (ids are unique across pools). */
+  upstreams?: () => ReadonlyArray<UpstreamSample & { pool: string }>
 }
 
 /** One upstream as the collectors read it (a balancer snapshot). */
@@ -58,6 +59,8 @@ export interface MetricsSummary {
   requests: Record<string, number>
   /** Upstream attempts since start, by upstream id. */
   upstreamRequests: Record<string, number>
+  /** Upstream attempts since start, by pool (removed upstreams still count in theirs). */
+  poolRequests: Record<string, number>
   /** Whole-request percentiles since start, from the histogram's buckets (upper bounds). */
   latencyMs: { p50: number | null; p90: number | null; p99: number | null; count: number }
 }
@@ -66,9 +69,10 @@ export class StrataMetrics {
   readonly registry: Registry
   /** The per-request counters (see RequestTally for why they are not prom-client instruments). */
   readonly requests = new RequestTally()
-  readonly #upstreamDuration: Histogram<'upstream'>
-  readonly #upstreamChildren = new Map<string, { observe(v: number): void }>()
-  readonly #upstreamFailures: Counter<'upstream'>
+  readonly #upstreamDuration: Histogram<'pool' | 'upstream'>
+  /** Histogram children by pool, then upstream id: no label object or key string per attempt. */
+  readonly #upstreamChildren = new Map<string, Map<string, { observe(v: number): void }>>()
+  readonly #upstreamFailures: Counter<'pool' | 'upstream'>
   readonly #esiDuration: { observe(v: number): void }
   readonly #esiIncludes: Counter<'outcome'>
   readonly #purges: Counter<'kind'>
@@ -81,8 +85,8 @@ export class StrataMetrics {
 
     this.requests.register(registry)
 
-    this.#upstreamDuration = new Histogram({ name: 'strata_upstream_duration_seconds', help: 'Time to the upstream response head, per upstream attempt.', labelNames: ['upstream'], buckets: BUCKETS, registers: [registry] })
-    this.#upstreamFailures = new Counter({ name: 'strata_upstream_failures_total', help: 'Upstream attempts that failed (connect error, timeout, reset or 5xx).', labelNames: ['upstream'], registers: [registry] })
+    this.#upstreamDuration = new Histogram({ name: 'strata_upstream_duration_seconds', help: 'Time to the upstream response head, per upstream attempt.', labelNames: ['pool', 'upstream'], buckets: BUCKETS, registers: [registry] })
+    this.#upstreamFailures = new Counter({ name: 'strata_upstream_failures_total', help: 'Upstream attempts that failed (connect error, timeout, reset or 5xx).', labelNames: ['pool', 'upstream'], registers: [registry] })
     this.#esiDuration = new Histogram({ name: 'strata_esi_assembly_duration_seconds', help: 'Time to assemble an ESI page on the full path (fragments fetched as needed).', buckets: BUCKETS, registers: [registry] })
     this.#esiIncludes = new Counter({ name: 'strata_esi_includes_total', help: 'ESI includes by outcome.', labelNames: ['outcome'], registers: [registry] })
     this.#purges = new Counter({ name: 'strata_purges_total', help: 'Purge commands by kind (urls, prefix, pattern, tags, all).', labelNames: ['kind'], registers: [registry] })
@@ -107,13 +111,15 @@ export class StrataMetrics {
     }
   }
 
-  /** One upstream attempt ended (the forwarder's hook). */
-  upstreamAttempt(upstreamId: string, o: { ok: boolean; statusCode?: number | undefined; aborted?: boolean | undefined; durationMs: number }): void {
+  /** One upstream attempt ended (the forwarder's hook), in the pool `pool`. */
+  upstreamAttempt(pool: string, upstreamId: string, o: { ok: boolean; statusCode?: number | undefined; aborted?: boolean | undefined; durationMs: number }): void {
     if (o.aborted === true) return
-    let child = this.#upstreamChildren.get(upstreamId)
-    if (child === undefined) this.#upstreamChildren.set(upstreamId, (child = this.#upstreamDuration.labels(upstreamId)))
+    let children = this.#upstreamChildren.get(pool)
+    if (children === undefined) this.#upstreamChildren.set(pool, (children = new Map()))
+    let child = children.get(upstreamId)
+    if (child === undefined) children.set(upstreamId, (child = this.#upstreamDuration.labels({ pool, upstream: upstreamId })))
     child.observe(o.durationMs / 1000)
-    if (!o.ok || (o.statusCode ?? 0) >= 500) this.#upstreamFailures.labels(upstreamId).inc()
+    if (!o.ok || (o.statusCode ?? 0) >= 500) this.#upstreamFailures.labels({ pool, upstream: upstreamId }).inc()
   }
 
   esiAssembled(ms: number): void {
@@ -138,9 +144,20 @@ export class StrataMetrics {
   /** Request totals and duration percentiles for the dashboard's JSON (read from the same instruments). */
   async summary(): Promise<MetricsSummary> {
     const t = this.requests
-    const upstreamRequests: Record<string, number> = {}
-    for (const v of (await this.#upstreamDuration.get()).values) if ((v as { metricName?: string }).metricName === 'strata_upstream_duration_seconds_count') upstreamRequests[String(v.labels['upstream'])] = v.value
-    return { requests: t.byStatus(), upstreamRequests, latencyMs: { p50: t.percentileMs(0.5), p90: t.percentileMs(0.9), p99: t.percentileMs(0.99), count: t.total } }
+    const byUpstream = new Map<string, number>()
+    const byPool = new Map<string, number>()
+    for (const v of (await this.#upstreamDuration.get()).values) {
+      if ((v as { metricName?: string }).metricName !== 'strata_upstream_duration_seconds_count') continue
+      const id = String(v.labels['upstream'])
+      const pool = String(v.labels['pool'])
+      // Summed: an id a reload moved to another pool has a series in each.
+      byUpstream.set(id, (byUpstream.get(id) ?? 0) + v.value)
+      byPool.set(pool, (byPool.get(pool) ?? 0) + v.value)
+    }
+    // fromEntries defines own keys: an id or pool named `__proto__` stays a plain key.
+    const upstreamRequests = Object.fromEntries(byUpstream)
+    const poolRequests = Object.fromEntries(byPool)
+    return { requests: t.byStatus(), upstreamRequests, poolRequests, latencyMs: { p50: t.percentileMs(0.5), p90: t.percentileMs(0.9), p99: t.percentileMs(0.99), count: t.total } }
   }
 
   #cacheCollectors(registry: Registry): void {
@@ -230,7 +247,7 @@ export class StrataMetrics {
     if (source === undefined) return
     const registers = [registry]
     // Reset first: a removed upstream disappears from the gauges.
-    const gauge = <L extends string>(name: string, help: string, labelNames: L[], set: (g: Gauge<L>, u: UpstreamSample) => void) =>
+    const gauge = <L extends string>(name: string, help: string, labelNames: L[], set: (g: Gauge<L>, u: UpstreamSample & { pool: string }) => void) =>
       new Gauge<L>({
         name,
         help,
@@ -241,14 +258,14 @@ export class StrataMetrics {
           for (const u of source()) set(this, u)
         },
       })
-    gauge('strata_upstream_up', 'Whether the upstream takes new requests (1) or not (0: down, ejected or draining).', ['upstream', 'state', 'health'], (g, u) =>
-      g.set({ upstream: u.id, state: u.state, health: u.health }, u.state === 'up' || u.state === 'slow-start' ? 1 : 0),
+    gauge('strata_upstream_up', 'Whether the upstream takes new requests (1) or not (0: down, ejected or draining).', ['pool', 'upstream', 'state', 'health'], (g, u) =>
+      g.set({ pool: u.pool, upstream: u.id, state: u.state, health: u.health }, u.state === 'up' || u.state === 'slow-start' ? 1 : 0),
     )
-    gauge('strata_upstream_active_requests', 'Requests in flight to the upstream.', ['upstream'], (g, u) => g.set({ upstream: u.id }, u.active))
-    gauge('strata_upstream_weight', 'Configured weight of the upstream.', ['upstream'], (g, u) => g.set({ upstream: u.id }, u.weight ?? 1))
-    gauge('strata_upstream_latency_ewma_seconds', "Moving average of the upstream's response-head time.", ['upstream'], (g, u) => {
-      if (u.latencyEwmaMs !== null) g.set({ upstream: u.id }, u.latencyEwmaMs / 1000)
+    gauge('strata_upstream_active_requests', 'Requests in flight to the upstream.', ['pool', 'upstream'], (g, u) => g.set({ pool: u.pool, upstream: u.id }, u.active))
+    gauge('strata_upstream_weight', 'Configured weight of the upstream.', ['pool', 'upstream'], (g, u) => g.set({ pool: u.pool, upstream: u.id }, u.weight ?? 1))
+    gauge('strata_upstream_latency_ewma_seconds', "Moving average of the upstream's response-head time.", ['pool', 'upstream'], (g, u) => {
+      if (u.latencyEwmaMs !== null) g.set({ pool: u.pool, upstream: u.id }, u.latencyEwmaMs / 1000)
     })
-    gauge('strata_upstream_consecutive_failures', 'Consecutive failures seen by passive health checks.', ['upstream'], (g, u) => g.set({ upstream: u.id }, u.failures))
+    gauge('strata_upstream_consecutive_failures', 'Consecutive failures seen by passive health checks.', ['pool', 'upstream'], (g, u) => g.set({ pool: u.pool, upstream: u.id }, u.failures))
   }
 }

@@ -2,6 +2,8 @@ import { describe, expect, it } from 'vitest'
 import { aggregateChange, aggregateStats, sumNumbers, type WorkerReply } from '../../src/admin/cluster-aggregate.js'
 import { parsePrimaryMessage, parseWorkerMessage } from '../../src/cluster/ipc.js'
 import { restartDelay, STABLE_AFTER_MS } from '../../src/cluster/backoff.js'
+import { StrataMetrics } from '../../src/observability/metrics.js'
+import { aggregateMetricsText, workerMetricsJson } from '../../src/observability/cluster-metrics.js'
 
 const ok = (pid: number, status: number, body: unknown): WorkerReply => ({ pid, answer: { status, contentType: 'application/json; charset=utf-8', body: JSON.stringify(body) } })
 
@@ -12,6 +14,10 @@ function workerStats(hits: number, misses: number, l1Bytes: number, active: numb
     upstreamRequests: { b1: misses },
     latencyMs: { p50: 1, p90: hits, p99: hits, count: hits + misses },
     upstreams: [{ id: 'b1', state: 'up', health: 'unchecked', active, failures: 0, latencyEwmaMs: 3 }],
+    pools: {
+      default: { upstreams: [{ id: 'b1', state: 'up', health: 'unchecked', active, failures: 0, latencyEwmaMs: 3 }], requests: misses },
+      api: { upstreams: [{ id: 'api1', state: 'up', health: 'healthy', active: active * 10, failures: 0, latencyEwmaMs: 5 }, { id: 'api2', state: 'draining', health: 'healthy', active: 0, failures: 1, latencyEwmaMs: null }], requests: hits },
+    },
     process: { uptimeSeconds: 1 },
   }
 }
@@ -29,11 +35,31 @@ describe('cluster admin aggregation', () => {
     expect(s.requests).toEqual({ HIT: 8, MISS: 2 })
     expect(s.latencyMs).toEqual({ p50: 1, p90: 5, p99: 5, count: 10 })
     expect(s.upstreams[0].active).toBe(3)
+    // Each pool merged like the top-level list: first worker's lines, in-flight summed, requests summed.
+    expect(s.pools.default).toEqual({ upstreams: [{ id: 'b1', state: 'up', health: 'unchecked', active: 3, failures: 0, latencyEwmaMs: 3 }], requests: 2 })
+    expect(s.pools.api.requests).toBe(8)
+    expect(s.pools.api.upstreams).toEqual([
+      { id: 'api1', state: 'up', health: 'healthy', active: 30, failures: 0, latencyEwmaMs: 5 },
+      { id: 'api2', state: 'draining', health: 'healthy', active: 0, failures: 1, latencyEwmaMs: null },
+    ])
     expect(s.process).toEqual({ pid: 10 })
     expect(s.workers).toEqual([
       { pid: 11, requests: 4, l1Bytes: 100 },
       { pid: 12, requests: 6, l1Bytes: 50 },
     ])
+  })
+
+  it('/stats: a pool one worker lacks (a change not yet replayed to it) counts only where it exists', () => {
+    const older = workerStats(5, 1, 50, 1) as Record<string, any>
+    delete older['pools'].api
+    const s = JSON.parse(aggregateStats([ok(11, 200, workerStats(3, 1, 100, 2)), ok(12, 200, older)], { pid: 10 }).body)
+    expect(s.pools.api.requests).toBe(3)
+    expect(s.pools.api.upstreams[0].active).toBe(20)
+    expect(s.pools.default.requests).toBe(2)
+    // A worker without pools at all (from before pools) leaves the merge as it was.
+    const bare = workerStats(1, 1, 1, 1) as Record<string, any>
+    delete bare['pools']
+    expect(JSON.parse(aggregateStats([ok(11, 200, bare)], { pid: 10 }).body).pools).toBeUndefined()
   })
 
   it('/stats: a worker that did not answer is listed with why, and left out of the totals', () => {
@@ -48,6 +74,11 @@ describe('cluster admin aggregation', () => {
     expect(JSON.parse(p.body)).toEqual({ purged: 3, l1: 3, l2: 0, workers: 2 })
     const d = aggregateChange('/upstreams/b1/drain', [ok(1, 200, { upstream: { id: 'b1', active: 1 } }), ok(2, 200, { upstream: { id: 'b1', active: 0 } })])
     expect(JSON.parse(d.body)).toEqual({ upstream: { id: 'b1', active: 1 } })
+    // A pool's upstream routes are changes like the default pool's: the first worker's answer.
+    const pd = aggregateChange('/pools/api/upstreams/api1/drain', [ok(1, 200, { upstream: { id: 'api1', active: 2 } }), ok(2, 200, { upstream: { id: 'api1', active: 0 } })])
+    expect(JSON.parse(pd.body)).toEqual({ upstream: { id: 'api1', active: 2 } })
+    expect(aggregateChange('/pools/api/upstreams', [ok(1, 201, { upstream: { id: 'api3' } }), ok(2, 201, { upstream: { id: 'api3' } })]).status).toBe(201)
+    expect(aggregateChange('/pools/nope/upstreams/x', [ok(1, 404, { error: 'STRATA_ADMIN_NOT_FOUND' }), ok(2, 404, { error: 'STRATA_ADMIN_NOT_FOUND' })]).status).toBe(404)
   })
 
   it('a refused change is refused; workers that disagree answer the most severe; a silent worker makes it a 503', () => {
@@ -57,6 +88,27 @@ describe('cluster admin aggregation', () => {
     expect(u.status).toBe(503)
     expect(JSON.parse(u.body)).toMatchObject({ error: 'STRATA_WORKER_UNAVAILABLE', workers: [{ pid: 1, status: 200 }, { pid: 2, error: 'the worker exited (SIGKILL)' }] })
     expect(aggregateChange('/purge', []).status).toBe(503)
+  })
+})
+
+describe('cluster metrics merge with pools', () => {
+  it('sums each (pool, upstream) counter and histogram across workers; gauges stay one series per worker', async () => {
+    const sample = (pool: string, id: string, active: number) => ({ pool, id, state: 'up', health: 'unchecked', active, failures: 0, latencyEwmaMs: 2, weight: 1 })
+    const worker = (active: number) => new StrataMetrics({ defaultMetrics: false, sources: { upstreams: () => [sample('default', 'b1', active), sample('api', 'api1', active + 1)] } })
+    const w1 = worker(1)
+    const w2 = worker(2)
+    w1.upstreamAttempt('default', 'b1', { ok: true, statusCode: 200, durationMs: 3 })
+    w1.upstreamAttempt('api', 'api1', { ok: false, durationMs: 3 })
+    w2.upstreamAttempt('api', 'api1', { ok: true, statusCode: 503, durationMs: 3 })
+    w2.upstreamAttempt('api', 'api1', { ok: true, statusCode: 200, durationMs: 3 })
+    const { body } = await aggregateMetricsText([await workerMetricsJson(w1.registry, 11), await workerMetricsJson(w2.registry, 12)])
+    const lines = body.split('\n')
+    expect(lines).toContain('strata_upstream_duration_seconds_count{pool="api",upstream="api1"} 3')
+    expect(lines).toContain('strata_upstream_duration_seconds_count{pool="default",upstream="b1"} 1')
+    expect(lines).toContain('strata_upstream_failures_total{pool="api",upstream="api1"} 2')
+    expect(lines).toContain('strata_upstream_active_requests{pool="api",upstream="api1",pid="11"} 2')
+    expect(lines).toContain('strata_upstream_active_requests{pool="api",upstream="api1",pid="12"} 3')
+    expect(lines).toContain('strata_upstream_up{pool="default",upstream="b1",state="up",health="unchecked",pid="12"} 1')
   })
 })
 

@@ -15,6 +15,7 @@ import { startRedis } from '../helpers/redis.js'
 
 interface Stats {
   cache: { hits: number; misses: number; l1: { bytes: number } }
+  pools: Record<string, { upstreams: Array<{ id: string; state: string; active: number }>; requests: number }>
   latencyMs: { count: number }
   process: { pid: number }
   workers: Array<{ pid: number; requests: number; l1Bytes: number; error?: string }>
@@ -133,6 +134,9 @@ describe('workers: 2', () => {
     const hits2xx = /^strata_requests_total\{cache="HIT",code="2xx"\} (\d+)$/m.exec(metrics.text)
     expect(Number(hits2xx?.[1])).toBe(warm.length - 2)
     expect(metrics.text).toMatch(/^strata_workers 2$/m)
+    // Upstream attempts carry their pool and are summed over the workers, as /stats's pool totals are.
+    expect(metrics.text).toMatch(/^strata_upstream_duration_seconds_count\{pool="default",upstream="b1"\} 2$/m)
+    expect(warmStats.pools['default']!.requests).toBe(2)
 
     // A bad purge is refused as in one process, by the workers' own validation.
     const bad = await admin(s, 'POST', '/purge', { bogus: true })
@@ -176,13 +180,18 @@ describe('workers: 2', () => {
     expect(b.hits()).toBe(bBefore)
     const listed = await admin(s, 'GET', '/upstreams')
     expect(listed.json.upstreams.find((u: { id: string }) => u.id === 'b2').state).toBe('draining')
+    const pools = await admin(s, 'GET', '/pools')
+    expect(pools.json.pools.map((p: { name: string }) => p.name)).toEqual(['default'])
+    expect(pools.json.pools[0].upstreams.find((u: { id: string }) => u.id === 'b2').state).toBe('draining')
     expect(s.logs().some((l) => l['msg'] === 'worker died; restarting it' && l['workerPid'] === victim)).toBe(true)
     expect(s.alive()).toBe(true)
 
     // An upstream added through admin is used by every worker.
     const c = await origin('c', 'no-store')
     expect((await admin(s, 'POST', '/upstreams', { id: 'b3', url: c.url })).status).toBe(201)
-    expect((await admin(s, 'POST', '/upstreams/b1/drain')).status).toBe(200)
+    // The pool route is the same change, fanned out and replayed like /upstreams….
+    expect((await admin(s, 'POST', '/pools/default/upstreams/b1/drain')).status).toBe(200)
+    expect((await admin(s, 'POST', '/pools/nope/upstreams/b1/drain')).status).toBe(404)
     const toC = await untilEveryWorkerServed(s, '/page', await stats(s))
     expect(toC.every((r) => r.body === 'c /page')).toBe(true)
   })

@@ -4,7 +4,17 @@ import { existsSync, mkdirSync } from 'node:fs'
 import { request } from 'undici'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { chromium, type Page } from 'playwright-core'
+import { pino } from 'pino'
 import { startBehind, TEST_TOKEN } from '../helpers/strata.js'
+import { Balancer } from '../../src/balancer/index.js'
+import { resolveConfig } from '../../src/config/load.js'
+import { PageCache } from '../../src/page-cache/index.js'
+import { StrataMetrics } from '../../src/observability/metrics.js'
+import { createAdminServer } from '../../src/admin/server.js'
+import { upstreamRoutes } from '../../src/admin/upstream-routes.js'
+import { cacheRoutes } from '../../src/admin/cache-routes.js'
+import { dashboardRoutes } from '../../src/admin/dashboard.js'
+import { poolsOf } from '../../src/admin/pools-view.js'
 
 /**
  * The admin dashboard end to end in a real headless Chromium (Debian's `chromium`, driven by
@@ -88,6 +98,8 @@ describe.skipIf(!haveChromium)('admin dashboard in headless Chromium', () => {
     expect(await page.evaluate(() => sessionStorage.getItem('strata-admin-token'))).toBe(TEST_TOKEN)
     // Both upstreams are listed with their drain buttons.
     await page.locator('#upstreams tr[data-upstream="b2"]').waitFor()
+    // One pool: no pool headings, the table as it always was.
+    expect(await page.locator('#upstreams tr.pool').count()).toBe(0)
     const before = await page.locator('#rps-chart').evaluate((c) => (c as HTMLCanvasElement).toDataURL())
 
     // The request chart moves while a bounded load runs.
@@ -140,5 +152,50 @@ describe.skipIf(!haveChromium)('admin dashboard in headless Chromium', () => {
     await page.click('#logout')
     await page.locator('#login').waitFor({ state: 'visible' })
     expect(await page.evaluate(() => sessionStorage.getItem('strata-admin-token'))).toBeNull()
+  })
+
+  it('groups the upstream table by pool when there are several, and drains in the right pool', { timeout: 60_000 }, async () => {
+    // The admin server over two real balancers (no proxy traffic: the table is what is tested).
+    const silent = pino({ level: 'silent' })
+    const config = resolveConfig({ admin: { host: '127.0.0.1', port: 0, token: TEST_TOKEN }, upstreams: [{ id: 'b1', url: 'http://127.0.0.1:1' }], log: { level: 'silent' } })
+    const apiPool = resolveConfig({ upstreams: [{ id: 'api1', url: 'http://127.0.0.1:2' }, { id: 'api2', url: 'http://127.0.0.1:3' }], balancer: { algorithm: 'least-connections', sticky: { mode: 'insert' } } })
+    const main = new Balancer({ upstreams: config.upstreams, config: config.balancer, logger: silent })
+    const api = new Balancer({ upstreams: apiPool.upstreams, config: apiPool.balancer, logger: silent })
+    const pools = poolsOf([{ name: 'default', balancer: main, config: config.balancer }, { name: 'api', balancer: api, config: apiPool.balancer }])
+    const cache = new PageCache({ config: config.cache, logger: silent })
+    const metrics = new StrataMetrics({ defaultMetrics: false })
+    metrics.upstreamAttempt('api', 'api1', { ok: true, statusCode: 200, durationMs: 1 })
+    const admin = createAdminServer({ config, logger: silent, version: 'test', metrics, routes: [upstreamRoutes(pools), cacheRoutes(cache, pools, metrics), dashboardRoutes()] })
+    await admin.listen({ host: '127.0.0.1', port: 0 })
+    onTestFinished(async () => {
+      await admin.close()
+      await Promise.all([main.close(), api.close(), cache.close()])
+    })
+    const address = admin.server.address() as { port: number }
+
+    const browser = await chromium.launch({ executablePath: CHROMIUM, headless: true, args: FLAGS })
+    onTestFinished(() => browser.close())
+    const page = await browser.newPage({ viewport: { width: 1400, height: 1000 } })
+    const pageErrors: string[] = []
+    page.on('pageerror', (err) => pageErrors.push(err.message))
+    await page.goto(`http://127.0.0.1:${address.port}/`)
+    await page.fill('#token', TEST_TOKEN)
+    await page.click('#login-form button[type=submit]')
+    await page.locator('#upstreams tr[data-upstream="api2"]').waitFor()
+
+    // A heading per pool, each followed by its own upstreams, default first.
+    const rows = await page.locator('#upstreams tr').evaluateAll((trs) => trs.map((tr) => (tr.classList.contains('pool') ? `pool:${(tr as HTMLElement).dataset.pool}` : (tr as HTMLElement).dataset.upstream)))
+    expect(rows).toEqual(['pool:default', 'b1', 'pool:api', 'api1', 'api2'])
+    const heading = await text(page, '#upstreams tr.pool[data-pool="api"]')
+    expect(heading).toContain('least-connections')
+    expect(heading).toContain('sticky insert')
+    expect(heading).toContain('1 upstream requests')
+
+    // The drain button of a row in the api pool drains it there.
+    await page.click('#upstreams tr[data-upstream="api2"] button')
+    await page.waitForFunction(() => document.querySelector('#upstreams tr[data-upstream="api2"] td:nth-child(3)')?.textContent === 'draining')
+    expect(api.list().find((u) => u.id === 'api2')?.state).toBe('draining')
+    expect(main.list()[0]?.state).not.toBe('draining')
+    expect(pageErrors).toEqual([])
   })
 })

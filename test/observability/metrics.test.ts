@@ -92,12 +92,12 @@ describe('GET /metrics', () => {
     expect(sample(text, 'strata_request_duration_seconds_count', { cache: 'HIT' })).toBe(2)
     expect(sample(text, 'strata_request_duration_seconds_bucket', { cache: 'HIT', le: '+Inf' })).toBe(2)
     // Upstream attempts: three reached the origin, one answered 500.
-    expect(sample(text, 'strata_upstream_duration_seconds_count', { upstream: 'b1' })).toBe(3)
-    expect(sample(text, 'strata_upstream_failures_total', { upstream: 'b1' })).toBe(1)
-    expect(sample(text, 'strata_upstream_up', { upstream: 'b1' })).toBe(1)
-    expect(sample(text, 'strata_upstream_active_requests', { upstream: 'b1' })).toBe(0)
-    expect(sample(text, 'strata_upstream_weight', { upstream: 'b1' })).toBe(1)
-    expect(sample(text, 'strata_upstream_latency_ewma_seconds', { upstream: 'b1' })).toBeGreaterThan(0)
+    expect(sample(text, 'strata_upstream_duration_seconds_count', { pool: 'default', upstream: 'b1' })).toBe(3)
+    expect(sample(text, 'strata_upstream_failures_total', { pool: 'default', upstream: 'b1' })).toBe(1)
+    expect(sample(text, 'strata_upstream_up', { pool: 'default', upstream: 'b1' })).toBe(1)
+    expect(sample(text, 'strata_upstream_active_requests', { pool: 'default', upstream: 'b1' })).toBe(0)
+    expect(sample(text, 'strata_upstream_weight', { pool: 'default', upstream: 'b1' })).toBe(1)
+    expect(sample(text, 'strata_upstream_latency_ewma_seconds', { pool: 'default', upstream: 'b1' })).toBeGreaterThan(0)
     // The page cache's own counters, read at scrape time.
     expect(sample(text, 'strata_l1_entries')).toBe(1)
     expect(sample(text, 'strata_l1_bytes')).toBeGreaterThan(0)
@@ -190,6 +190,29 @@ describe('GET /metrics', () => {
 })
 
 describe('StrataMetrics', () => {
+  it('labels every upstream series with its pool, and sums attempts by upstream and by pool for /stats', async () => {
+    const up = (pool: string, id: string) => ({ pool, id, state: 'up', health: 'healthy', active: 2, failures: 1, latencyEwmaMs: 4, weight: 3 })
+    const m = new StrataMetrics({ defaultMetrics: false, sources: { upstreams: () => [up('default', 'b1'), up('api', 'api1')] } })
+    m.upstreamAttempt('default', 'b1', { ok: true, statusCode: 200, durationMs: 1 })
+    m.upstreamAttempt('api', 'api1', { ok: true, statusCode: 502, durationMs: 1 })
+    m.upstreamAttempt('api', 'api1', { ok: true, statusCode: 200, durationMs: 1 })
+    const text = (await m.text()).body
+    const lines = text.split('\n')
+    expect(lines).toContain('strata_upstream_duration_seconds_count{pool="api",upstream="api1"} 2')
+    expect(lines).toContain('strata_upstream_duration_seconds_count{pool="default",upstream="b1"} 1')
+    expect(lines).toContain('strata_upstream_failures_total{pool="api",upstream="api1"} 1')
+    expect(lines).toContain('strata_upstream_up{pool="api",upstream="api1",state="up",health="healthy"} 1')
+    expect(lines).toContain('strata_upstream_active_requests{pool="api",upstream="api1"} 2')
+    expect(lines).toContain('strata_upstream_weight{pool="default",upstream="b1"} 3')
+    expect(lines).toContain('strata_upstream_latency_ewma_seconds{pool="api",upstream="api1"} 0.004')
+    expect(lines).toContain('strata_upstream_consecutive_failures{pool="default",upstream="b1"} 1')
+    // No upstream series without its pool.
+    for (const line of lines) if (line.startsWith('strata_upstream_')) expect(line, line).toMatch(/[{,]pool="/)
+    const summary = await m.summary()
+    expect(summary.upstreamRequests).toEqual({ b1: 1, api1: 2 })
+    expect(summary.poolRequests).toEqual({ default: 1, api: 2 })
+  })
+
   it('maps an unknown cache status to PASS and an odd status code to 5xx instead of throwing', async () => {
     const m = new StrataMetrics({ defaultMetrics: false })
     m.record({ method: 'GET', url: '/', status: 999, ms: 1, upstream: undefined, cache: 'WEIRD', id: 'a' })
