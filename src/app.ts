@@ -1,9 +1,9 @@
 import type { AddressInfo } from 'node:net'
 import type { FastifyInstance } from 'fastify'
-import type { StrataConfig } from './config/schema.js'
+import type { BalancerConfig, StrataConfig } from './config/schema.js'
 import { createLogger, type Logger } from './observability/logger.js'
 import { UpstreamPools } from './proxy/upstream-pools.js'
-import { Forwarder } from './proxy/forward.js'
+import { Forwarder, type ForwardPool } from './proxy/forward.js'
 import { Balancer } from './balancer/index.js'
 import { createRedisClient, type RedisClient } from './core/redis.js'
 import { compileTrustProxy } from './core/trust-proxy.js'
@@ -107,14 +107,17 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
   // The page cache and balancer are created below; the collectors read them at scrape time.
   let cacheRef: PageCache | undefined
   const metrics = new StrataMetrics({ sources: { cache: () => cacheRef!.stats(), upstreams: () => balancer.list() } })
-  const forwarder = new Forwarder({
-    pools,
+  const forwarder = new Forwarder({ pools, onAttempt: (pool, id, o) => metrics.upstreamAttempt(pool, id, o) })
+  /** The default pool as the forwarder sees it; a reload of `balancer.*` replaces it. */
+  const forwardPool = (b: BalancerConfig): ForwardPool => ({
+    name: 'default',
     balancer,
-    asyncPick: learnRedis !== undefined,
-    retries: config.balancer.retries,
-    retryOn: config.balancer.retryOn,
-    onAttempt: (id, o) => metrics.upstreamAttempt(id, o),
+    retries: b.retries,
+    retryOn: b.retryOn,
+    // Learn-mode sessions shared through Redis are looked up before the pick.
+    asyncPick: learnRedis !== undefined && b.sticky?.mode === 'learn',
   })
+  let defaultPool = forwardPool(config.balancer)
 
   // The page cache calls esi.prepare when a template enters memory; esi needs the cache to fetch
   // fragments through it, so the hook is bound late.
@@ -126,7 +129,7 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     logger,
     cache,
     forwarder,
-    balancer,
+    pool: () => defaultPool,
     pools,
     trustProxy: compileTrustProxy(config.trustProxy),
     serverTiming: config.serverTiming,
@@ -164,7 +167,7 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     // Balancer settings first, so upstreams added below follow the new health-check settings.
     if (changed.some((k) => k.startsWith('balancer.'))) {
       balancer.reconfigure(next.balancer)
-      forwarder.reconfigure(next.balancer)
+      defaultPool = forwardPool(next.balancer)
       // The Redis client for shared learn-mode sessions is made at startup only.
       if (next.balancer.sticky?.mode === 'learn' && learnRedis === undefined && config.cache.redis !== null) {
         logger.warn('sticky learn mode was turned on by a reload: its sessions stay local to this node until a restart shares them through Redis')

@@ -108,7 +108,7 @@ export class StrataMetrics {
   }
 
   /** One upstream attempt ended (the forwarder's hook). */
-  upstreamAttempt(upstreamId: string, o: { ok: boolean; statusCode?: number | undefined; aborted?: boolean | undefined; durationMs: number }): void {
+  upstreamAttempt(_pool: string, upstreamId: string, o: { ok: boolean; statusCode?: number | undefined; aborted?: boolean | undefined; durationMs: number }): void {
     if (o.aborted === true) return
     let child = this.#upstreamChildren.get(upstreamId)
     if (child === undefined) this.#upstreamChildren.set(upstreamId, (child = this.#upstreamDuration.labels(upstreamId)))

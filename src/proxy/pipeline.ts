@@ -8,7 +8,7 @@ import { Readable } from 'node:stream'
 import type { Dispatcher } from 'undici'
 import type { Balancer } from '../balancer/index.js'
 import { canonicalHost, canonicalTarget, plainHit, type PageCache, type CacheRequest, type CacheResult, type OriginFetch, type OriginResponse } from '../page-cache/index.js'
-import { classifyUpstreamError, upstreamRequestHeaders, type Forwarder } from './forward.js'
+import { classifyUpstreamError, upstreamRequestHeaders, type ForwardPool, type Forwarder } from './forward.js'
 import { PassToClient, type PassHooks } from './pass-through.js'
 import { relayInterim } from './interim.js'
 import type { UpstreamPools } from './upstream-pools.js'
@@ -22,7 +22,8 @@ import { serverTiming } from '../observability/server-timing.js'
 export interface EdgePipelineOptions {
   cache: PageCache
   forwarder: Forwarder
-  balancer: Balancer
+  /** The upstream pool requests go to (read per request: a config reload replaces it). */
+  pool: () => ForwardPool
   pools: UpstreamPools
   /** ESI assembly; absent when esi.enabled is false. */
   esi?: EsiDelivery
@@ -45,7 +46,7 @@ type OriginResponseWithCookie = OriginResponse & { setCookie?: string }
 export class EdgePipeline {
   readonly #cache: PageCache
   readonly #forwarder: Forwarder
-  readonly #balancer: Balancer
+  readonly #pool: () => ForwardPool
   readonly #pools: UpstreamPools
   readonly #esi: EsiDelivery | undefined
   readonly #extraUpstreamHeaders: Readonly<Record<string, string>>
@@ -60,7 +61,7 @@ export class EdgePipeline {
     this.#serverTiming = opts.serverTiming ?? false
     this.#cache = opts.cache
     this.#forwarder = opts.forwarder
-    this.#balancer = opts.balancer
+    this.#pool = opts.pool
     this.#pools = opts.pools
     this.#esi = opts.esi
     this.#extraUpstreamHeaders = opts.extraUpstreamHeaders ?? {}
@@ -138,9 +139,8 @@ export class EdgePipeline {
   }
 
   #passEarly(req: IncomingMessage, res: ServerResponse, creq: CacheRequest, log: AccessLog | undefined, start: number, fallback: (req: IncomingMessage, res: ServerResponse) => void): boolean {
-    // Learn-mode sticky sessions in Redis pick asynchronously; URLs seen answering with a
-    // template need assembly.
-    if (this.#forwarder.asyncPick || (this.#esi !== undefined && this.#templatePasses.has(creq.host + creq.url))) return false
+    // URLs seen answering with a template need assembly.
+    if (this.#esi !== undefined && this.#templatePasses.has(creq.host + creq.url)) return false
     const ip = req.socket.remoteAddress ?? ''
     const trusted = this.trusts(ip)
     // What strata acts on from here: the fields Connection names, and unkeyed or untrusted
@@ -151,14 +151,15 @@ export class EdgePipeline {
     const fwd = this.#cache.passFor(creq)
     if (fwd === undefined) return false
     const headers = upstreamRequestHeaders(creq.headers, { ip, proto: 'http', trusted })
-    stripSticky(headers, this.#balancer)
+    const pool = this.#pool()
+    stripSticky(headers, pool.balancer)
     Object.assign(headers, this.#extraUpstreamHeaders)
     const sink = new PassToClient(this.#passHooks, creq, req, res, fwd, log, start, fallback)
     // A request body streams upstream as it arrives (the raw request is the stream); GET and
     // HEAD bodies are not forwarded, as on the full path.
     const body = creq.method !== 'GET' && creq.method !== 'HEAD' && hasBody(creq.headers) ? req : null
     const onInterim = (status: number, h: Record<string, string | string[]>) => relayInterim(req, res, status, h)
-    this.#forwarder.dispatch({ method: creq.method, url: creq.url, headers, body, pick: { ip, path: creq.url, headers: req.headers }, onInterim }, sink)
+    this.#forwarder.dispatch({ pool, method: creq.method, url: creq.url, headers, body, pick: { ip, path: creq.url, headers: req.headers }, onInterim }, sink)
     return true
   }
 
@@ -258,13 +259,15 @@ export class EdgePipeline {
   /** Sends one request upstream on behalf of the page cache (also for background refreshes). */
   async forward(request: FastifyRequest, req: CacheRequest, extra: Record<string, string> | undefined, trusted: boolean, signal?: AbortSignal, reply?: FastifyReply): Promise<OriginResponseWithCookie> {
     const headers = upstreamRequestHeaders(req.headers, { ip: request.ip, proto: 'http', trusted })
-    stripSticky(headers, this.#balancer)
+    const pool = this.#pool()
+    stripSticky(headers, pool.balancer)
     Object.assign(headers, this.#extraUpstreamHeaders)
     if (extra !== undefined) Object.assign(headers, extra)
     // The page's id, also on its ESI fragment requests (whose headers are only esi.forwardHeaders).
     headers[REQUEST_ID_HEADER] = ensureRequestId(request.headers)
     const bodyAllowed = req.method !== 'GET' && req.method !== 'HEAD'
     const res = await this.#forwarder.forward({
+      pool,
       method: req.method,
       url: req.url,
       headers,
