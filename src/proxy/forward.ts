@@ -33,6 +33,7 @@ export interface ForwardRequest {
   headers: Record<string, string | string[]>
   body: Readable | Buffer | null
   pick: PickRequest
+  /** `forward` only: cancels the request. A `dispatch` sink cancels through the controller it is given (`attach`). */
   signal?: AbortSignal
   /** Interim (1xx) responses from the upstream, before the final head (e.g. 103 Early Hints). */
   onInterim?: InterimHandler
