@@ -4,7 +4,10 @@ import type { StrataConfig } from './config/schema.js'
 import { createLogger, type Logger } from './observability/logger.js'
 import { UpstreamPools } from './proxy/upstream-pools.js'
 import { Forwarder } from './proxy/forward.js'
-import { Balancer } from './balancer/index.js'
+import { PoolSet } from './routing/pools.js'
+import type { Resolver } from './balancer/discovery.js'
+import { Router } from './routing/router.js'
+import { poolConfigs } from './config/pools.js'
 import { createRedisClient, type RedisClient } from './core/redis.js'
 import { compileTrustProxy } from './core/trust-proxy.js'
 import { createProxyServer } from './proxy/server.js'
@@ -14,7 +17,7 @@ import { EsiDelivery } from './proxy/esi-delivery.js'
 import { SURROGATE_CAPABILITY } from './esi/index.js'
 import { createAdminServer } from './admin/server.js'
 import { upstreamRoutes } from './admin/upstream-routes.js'
-import { DEFAULT_POOL, poolsOf, upstreamSamples } from './admin/pools-view.js'
+import { upstreamSamples } from './admin/pools-view.js'
 import { cacheRoutes } from './admin/cache-routes.js'
 import { dashboardRoutes } from './admin/dashboard.js'
 import { VERSION } from './version.js'
@@ -62,6 +65,8 @@ export interface CreateStrataOptions {
   stickySecret?: Buffer
   /** The file `config` came from: `reload()` (SIGHUP, POST /config/reload) reads it again. */
   configFile?: string
+  /** DNS discovery's resolver for `resolve: true` upstreams (tests inject one); default `dns.promises.lookup`. */
+  resolver?: Resolver
 }
 
 export function urlOf(app: FastifyInstance): { host: string; port: number; url: string } {
@@ -93,33 +98,25 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     }
   }
   const pools = new UpstreamPools(config.timeouts)
-  const sticky = config.balancer.sticky
   // Learn-mode sessions are shared through Redis when the cluster has one, so every node agrees.
-  const learnRedis: RedisClient | undefined = sticky?.mode === 'learn' && config.cache.redis !== null ? createRedisClient(config.cache.redis) : undefined
-  const balancer = new Balancer({
-    upstreams: config.upstreams,
-    config: config.balancer,
+  const learns = poolConfigs(config).some((p) => p.balancer.sticky?.mode === 'learn')
+  const learnRedis: RedisClient | undefined = learns && config.cache.redis !== null ? createRedisClient(config.cache.redis) : undefined
+  // Every pool: `default` (top-level upstreams and balancer) and config `pools`. An upstream that
+  // leaves any of them (removed, replaced, a discovered member gone) closes its connections gracefully.
+  const poolSet = new PoolSet(config, {
     logger,
-    ...(learnRedis === undefined ? {} : { redis: learnRedis }),
+    learnRedis,
     redisTimeoutMs: config.cache.redisTimeoutMs,
-    ...(opts.stickySecret === undefined ? {} : { stickySecret: opts.stickySecret }),
+    stickySecret: opts.stickySecret,
+    ...(opts.resolver === undefined ? {} : { resolver: opts.resolver }),
+    onRemoved: (u) => void pools.remove(u.id),
   })
-  balancer.on('removed', (u) => void pools.remove(u.id))
   /** The config in force: `config`, then each reload's effective config. */
   let current = config
-  // One pool until the PoolSet (src/routing/pools.ts) serves several; its config follows reloads.
-  const poolsView = poolsOf([{ name: DEFAULT_POOL, balancer, get config() { return current.balancer } }])
-  // The page cache and balancer are created below; the collectors read them at scrape time.
+  // The page cache is created below; the collectors read it and the pools at scrape time.
   let cacheRef: PageCache | undefined
-  const metrics = new StrataMetrics({ sources: { cache: () => cacheRef!.stats(), upstreams: () => upstreamSamples(poolsView) } })
-  const forwarder = new Forwarder({
-    pools,
-    balancer,
-    asyncPick: learnRedis !== undefined,
-    retries: config.balancer.retries,
-    retryOn: config.balancer.retryOn,
-    onAttempt: (id, o) => metrics.upstreamAttempt(DEFAULT_POOL, id, o),
-  })
+  const metrics = new StrataMetrics({ sources: { cache: () => cacheRef!.stats(), upstreams: () => upstreamSamples(poolSet) } })
+  const forwarder = new Forwarder({ pools, onAttempt: (pool, id, o) => metrics.upstreamAttempt(pool, id, o) })
 
   // The page cache calls esi.prepare when a template enters memory; esi needs the cache to fetch
   // fragments through it, so the hook is bound late.
@@ -131,7 +128,8 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     logger,
     cache,
     forwarder,
-    balancer,
+    poolSet,
+    router: Router.compile(config.routes),
     pools,
     trustProxy: compileTrustProxy(config.trustProxy),
     serverTiming: config.serverTiming,
@@ -141,7 +139,7 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
   // A worker (adminListen: false) always has its in-process admin routes: they are how the primary
   // controls it, even when no admin port is served.
   const admin = config.admin.enabled || opts.adminListen === false
-    ? createAdminServer({ config, currentConfig: () => current, logger, version: VERSION, metrics, routes: [upstreamRoutes(poolsView), cacheRoutes(cache, poolsView, metrics), dashboardRoutes(), configRoutes(() => reloadOnce())] })
+    ? createAdminServer({ config, currentConfig: () => current, logger, version: VERSION, metrics, routes: [upstreamRoutes(poolSet), cacheRoutes(cache, poolSet, metrics), dashboardRoutes(), configRoutes(() => reloadOnce())] })
     : null
 
   let reloading: Promise<unknown> = Promise.resolve()
@@ -164,18 +162,19 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
   }
   /** Applies the runtime keys of a reload to the running parts. */
   const applyReload = (changed: readonly string[], next: StrataConfig): void => {
-    // Balancer settings first, so upstreams added below follow the new health-check settings.
-    if (changed.some((k) => k.startsWith('balancer.'))) {
-      balancer.reconfigure(next.balancer)
-      forwarder.reconfigure(next.balancer)
+    // Pools: balancer settings, then upstreams (so added ones follow the new health checks); new
+    // pools start, retired ones finish their in-flight requests. Routes swap after the pools
+    // exist, so no request is routed to a pool not yet built.
+    if (changed.some((k) => k === 'upstreams' || k === 'pools' || k.startsWith('pools.') || k.startsWith('balancer.'))) {
+      const applied = poolSet.apply(next)
+      void applied.started.catch((err: unknown) => logger.error({ err }, 'a pool added by the reload failed to start'))
+      void applied.retired.catch((err: unknown) => logger.error({ err }, 'a pool retired by the reload failed to close'))
       // The Redis client for shared learn-mode sessions is made at startup only.
-      if (next.balancer.sticky?.mode === 'learn' && learnRedis === undefined && config.cache.redis !== null) {
+      if (learnRedis === undefined && config.cache.redis !== null && poolConfigs(next).some((p) => p.balancer.sticky?.mode === 'learn')) {
         logger.warn('sticky learn mode was turned on by a reload: its sessions stay local to this node until a restart shares them through Redis')
       }
     }
-    // Removed or moved (url) upstreams finish their in-flight requests on their own pool, which
-    // closes gracefully; a weight or backup change keeps the upstream and its state.
-    if (changed.includes('upstreams')) balancer.setUpstreams(next.upstreams)
+    if (changed.includes('routes')) pipeline.setRouter(Router.compile(next.routes))
     if (changed.some((k) => k.startsWith('cache.'))) cache.reconfigure(next.cache)
     if (changed.some((k) => k.startsWith('esi.'))) esi?.reconfigure(next.esi)
   }
@@ -196,7 +195,7 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     admin,
     metrics,
     async listen() {
-      balancer.start()
+      await poolSet.start()
       await cache.ready()
       await proxy.listen({ host: config.listen.host, port: config.listen.port })
       const adminListens = admin !== null && opts.adminListen !== false
@@ -232,7 +231,7 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
           proxy.server.closeAllConnections()
           admin?.server.closeAllConnections()
         }
-        await balancer.close()
+        await poolSet.close()
         await cache.close()
         // Upstream requests still running have no client left to answer (it went away, or it was
         // a background refresh): they get what remains of shutdownMs, then are aborted, so an

@@ -5,8 +5,27 @@ import { appendVia, headerList, headerValue, stripHopByHop, UNKEYED_REQUEST_FIEL
 import type { UpstreamPools } from './upstream-pools.js'
 import type { InterimHandler } from './interim.js'
 import { shouldRetry, type Balancer, type DoneFn, type PickRequest, type PickResult, type RequestOutcome, type RetryOn } from '../balancer/index.js'
+import { StreamSink } from './forward-stream.js'
+
+/**
+ * What the forwarder needs of one upstream pool. Each request names its own (a route picks it), so
+ * one forwarder serves every pool; a config reload replaces the object rather than changing it.
+ */
+export interface ForwardPool {
+  /** The pool's name (`default` for the top-level upstreams), as metrics label it. */
+  readonly name: string
+  readonly balancer: Balancer
+  /** `balancer.retries`: extra attempts after the first. */
+  readonly retries: number
+  /** `balancer.retryOn`: which failures may be retried on another server. */
+  readonly retryOn: readonly RetryOn[]
+  /** Learn-mode sticky sessions in Redis: the pick is asynchronous. */
+  readonly asyncPick: boolean
+}
 
 export interface ForwardRequest {
+  /** The pool whose balancer picks the upstream and whose retry policy applies. */
+  pool: ForwardPool
   method: string
   /** path + query, as it goes upstream */
   url: string
@@ -14,6 +33,7 @@ export interface ForwardRequest {
   headers: Record<string, string | string[]>
   body: Readable | Buffer | null
   pick: PickRequest
+  /** `forward` only: cancels the request. A `dispatch` sink cancels through the controller it is given (`attach`). */
   signal?: AbortSignal
   /** Interim (1xx) responses from the upstream, before the final head (e.g. 103 Early Hints). */
   onInterim?: InterimHandler
@@ -107,265 +127,205 @@ function noUpstream(balancer: Balancer): StrataError {
   return new StrataError('STRATA_NO_UPSTREAM', 'no healthy upstream is available', { retryAfter: balancer.retryAfterSeconds() })
 }
 
+/** Told the outcome of every upstream attempt (the metrics' upstream time and failures). */
+export type AttemptObserver = (pool: string, upstreamId: string, outcome: RequestOutcome) => void
+
 export interface ForwarderOptions {
   pools: UpstreamPools
-  balancer: Balancer
-  /** Learn-mode sticky sessions shared through Redis need an async lookup before picking. */
-  asyncPick: boolean
-  retries: number
-  /** Which failures may be retried on another server (`balancer.retryOn`). */
-  retryOn: readonly RetryOn[]
-  /** Told the outcome of every upstream attempt (the metrics' upstream time and failures). */
-  onAttempt?: (upstreamId: string, outcome: RequestOutcome) => void
+  onAttempt?: AttemptObserver
 }
 
 /**
- * Sends one request to a picked upstream, retrying idempotent requests on another server when
- * the failure allows it (a connection failure, or a configured 502/503/504, strata's own response
- * timeout counting as a 504). A request whose
- * streamed body may have been sent is never retried, since its body is gone.
+ * Sends one request to an upstream its pool's balancer picks, retrying idempotent requests on
+ * another server when the failure allows it (a connection failure, or a configured 502/503/504,
+ * strata's own response timeout counting as a 504). A request whose streamed body may have been
+ * sent is never retried, since its body is gone.
+ *
+ * Both entry points run the same engine (`Attempts`); they differ only in where the response
+ * goes: `dispatch` hands undici's callbacks to a sink, `forward` turns them into a Readable.
  */
 export class Forwarder {
   readonly #pools: UpstreamPools
-  readonly #balancer: Balancer
-  readonly #asyncPick: boolean
-  #retries: number
-  #retryOn: readonly RetryOn[]
-  readonly #onAttempt: ((upstreamId: string, outcome: RequestOutcome) => void) | undefined
+  readonly #onAttempt: AttemptObserver | undefined
 
   constructor(opts: ForwarderOptions) {
-    this.#onAttempt = opts.onAttempt
     this.#pools = opts.pools
-    this.#balancer = opts.balancer
-    this.#asyncPick = opts.asyncPick
-    this.#retries = opts.retries
-    this.#retryOn = opts.retryOn
+    this.#onAttempt = opts.onAttempt
   }
 
-  /** A config reload: the next request's retries follow `balancer.retries` / `retryOn`. */
-  reconfigure(opts: { retries: number; retryOn: readonly RetryOn[] }): void {
-    this.#retries = opts.retries
-    this.#retryOn = opts.retryOn
+  /**
+   * The response goes to `sink` straight from undici's parser callbacks: no Readable, no pipe, no
+   * promise per request (none at all unless the pool picks asynchronously). The proxy's
+   * pass-through path uses it.
+   */
+  dispatch(req: ForwardRequest, sink: ForwardSink): void {
+    new Attempts(this.#pools, this.#onAttempt, req, sink).next()
   }
 
-  /** Starts one attempt on `upstream` with the balancer; the returned function ends it (and tells `onAttempt`). */
-  begin(upstream: PickResult['upstream']): DoneFn {
-    const done = this.#balancer.begin(upstream)
-    const observe = this.#onAttempt
-    if (observe === undefined) return done
-    return (o) => {
-      done(o)
-      observe(upstream.id, o)
-    }
+  /**
+   * The response as a promise, settled when its head arrives (after any retries), with the body
+   * as a Readable that pauses the upstream while its reader is behind. Aborting `req.signal`
+   * cancels the request (the attempt counts as aborted, not as a server failure).
+   */
+  forward(req: ForwardRequest): Promise<ForwardResponse> {
+    return new Promise((resolve, reject) => this.dispatch(req, new StreamSink(req.signal, resolve, reject)))
+  }
+}
+
+/** Where the attempt in flight is (`Attempts.#state`). */
+const WAITING = 0 // for the head
+const DELIVERING = 1 // the response goes to the sink
+const DRAINING = 2 // a retryable 5xx is read to its end, so its connection is kept, then the next attempt starts
+const FINISHED = 3 // ended, failed, or refused by the sink
+
+/**
+ * The retry engine: the attempts of one request, pick → begin → dispatch → classify → retry or
+ * deliver, with the balancer's bookkeeping for each. It is its own undici dispatch handler, one
+ * object per request whatever the number of attempts; an attempt starts only once the previous
+ * one has ended, and callbacks carrying another attempt's controller are ignored.
+ */
+class Attempts implements Dispatcher.DispatchHandler {
+  readonly #pools: UpstreamPools
+  readonly #onAttempt: AttemptObserver | undefined
+  readonly #req: ForwardRequest
+  readonly #sink: ForwardSink
+  /** Attempts started so far; the one in flight is number `#attempt` (1-based). */
+  #attempt = 0
+  /** Upstreams that failed this request (allocated on the first retry). */
+  #tried: Set<string> | undefined
+  #lastError: StrataError | undefined
+  // The attempt in flight.
+  #picked: PickResult | undefined
+  #done: DoneFn | undefined
+  #controller: Dispatcher.DispatchController | undefined
+  #started = 0
+  #state = FINISHED
+
+  constructor(pools: UpstreamPools, onAttempt: AttemptObserver | undefined, req: ForwardRequest, sink: ForwardSink) {
+    this.#pools = pools
+    this.#onAttempt = onAttempt
+    this.#req = req
+    this.#sink = sink
   }
 
-  /** Whether the balancer is asked asynchronously (learn-mode sticky sessions in Redis); `dispatch` needs a synchronous pick. */
-  get asyncPick(): boolean {
-    return this.#asyncPick
+  /** Picks a server not tried yet and starts an attempt there; only an asynchronous pool awaits. */
+  next(): void {
+    const req = this.#req
+    const balancer = req.pool.balancer
+    if (!req.pool.asyncPick) return this.#send(balancer.pick(req.pick, this.#tried))
+    balancer
+      .pickAsync(req.pick, this.#tried)
+      // A failed session lookup balances the request as a new session would be.
+      .then(
+        (picked) => this.#send(picked),
+        () => this.#send(balancer.pick(req.pick, this.#tried)),
+      )
+      .catch((err: unknown) => this.#sink.error(classifyUpstreamError(err, req.pool.name)))
   }
 
-  /** Whether a failed attempt (0-based) may be retried on another server. */
-  retryable(req: ForwardRequest, attempt: number, connectError: boolean, statusCode?: number): boolean {
-    // A streamed body may be partly consumed by a failed attempt and cannot be sent again.
-    const replayable = req.body === null || Buffer.isBuffer(req.body)
-    return replayable && shouldRetry({ method: req.method, attempt: attempt + 1, retries: this.#retries, connectError, statusCode, bodySent: req.body !== null, retryOn: this.#retryOn })
-  }
-
-  /** The pool request options for one attempt on `upstream`. */
-  optionsFor(req: ForwardRequest, upstream: PickResult['upstream']): Dispatcher.DispatchOptions {
-    return {
+  #send(picked: PickResult | undefined): void {
+    const req = this.#req
+    if (picked === undefined) return this.#sink.error(this.#lastError ?? noUpstream(req.pool.balancer))
+    const upstream = picked.upstream
+    this.#attempt++
+    this.#picked = picked
+    this.#controller = undefined
+    this.#state = WAITING
+    this.#done = req.pool.balancer.begin(upstream)
+    this.#started = performance.now()
+    const opts: Dispatcher.DispatchOptions = {
       method: req.method as Dispatcher.HttpMethod,
       // An upstream URL with a path (http://host/app) serves under that prefix.
       path: upstream.basePath === '' ? req.url : upstream.basePath + req.url,
       headers: req.headers,
       body: req.body,
     }
-  }
-
-  /**
-   * Like `forward`, with the same picks, retries and balancer bookkeeping, but the response goes
-   * to `sink` from undici's callbacks: no Readable, no pipe, no promise per request. The proxy's
-   * pass-through path uses it; needs a synchronous pick (`asyncPick` false).
-   */
-  dispatch(req: ForwardRequest, sink: ForwardSink): void {
-    new DirectForward(this, this.#balancer, this.#pools, req, sink).next(undefined)
-  }
-
-  async forward(req: ForwardRequest): Promise<ForwardResponse> {
-    const retryable = (attempt: number, connectError: boolean, statusCode?: number) => this.retryable(req, attempt, connectError, statusCode)
-    let tried: Set<string> | undefined
-    let lastError: StrataError | undefined
-    for (let attempt = 0; ; attempt++) {
-      const picked: PickResult | undefined = this.#asyncPick ? await this.#balancer.pickAsync(req.pick, tried) : this.#balancer.pick(req.pick, tried)
-      if (picked === undefined) {
-        throw lastError ?? noUpstream(this.#balancer)
-      }
-      const { upstream } = picked
-      const done = this.begin(upstream)
-      const started = performance.now()
-      let res: Dispatcher.ResponseData
-      try {
-        const onInterim = req.onInterim
-        const opts: Dispatcher.RequestOptions = { ...this.optionsFor(req, upstream), signal: req.signal ?? null }
-        if (onInterim !== undefined) opts.onInfo = (info) => onInterim(info.statusCode, info.headers)
-        res = await this.#pools.get(upstream.id, upstream.url).request(opts)
-      } catch (err) {
-        const e = classifyUpstreamError(err, upstream.id)
-        const connectError = e.code === 'STRATA_UPSTREAM_CONNECT'
-        done({ ok: false, connectError, aborted: req.signal?.aborted === true, durationMs: performance.now() - started })
-        lastError = e
-        // No head arrived in `responseMs`: strata's own 504, retried as an upstream's would be.
-        if ((connectError && retryable(attempt, true)) || (e.code === 'STRATA_UPSTREAM_TIMEOUT' && retryable(attempt, false, 504))) {
-          ;(tried ??= new Set()).add(upstream.id)
-          continue
-        }
-        throw e
-      }
-      const status = res.statusCode
-      if (status >= 502 && status <= 504 && retryable(attempt, false, status)) {
-        done({ ok: false, statusCode: status, durationMs: performance.now() - started })
-        res.body.resume() // drain so the connection returns to the pool
-        ;(tried ??= new Set()).add(upstream.id)
-        lastError = new StrataError(status === 504 ? 'STRATA_UPSTREAM_TIMEOUT' : 'STRATA_UPSTREAM_RESPONSE', `upstream ${upstream.id} answered ${status}`)
-        continue
-      }
-      done({ ok: status < 500, statusCode: status, durationMs: performance.now() - started })
-      if (this.#asyncPick || res.headers['set-cookie'] !== undefined) this.#balancer.learnFromResponse(upstream, res.headers['set-cookie'])
-      const out: ForwardResponse = {
-        statusCode: status,
-        headers: res.headers as Record<string, string | string[]>,
-        body: res.body,
-        upstreamId: upstream.id,
-      }
-      if (picked.setCookie !== undefined) out.setCookie = picked.setCookie
-      return out
-    }
-  }
-}
-
-/**
- * One `Forwarder.dispatch`: the attempts of one request, each an undici dispatch handler. A
- * connection failure before the response, or a retryable 502/503/504 (drained first, so the
- * connection is kept), moves to another server, like `Forwarder.forward`.
- */
-class DirectForward {
-  #attempt = -1
-  #tried: Set<string> | undefined
-  #lastError: StrataError | undefined
-  readonly #forwarder: Forwarder
-  readonly #balancer: Balancer
-  readonly #pools: UpstreamPools
-  readonly req: ForwardRequest
-  readonly sink: ForwardSink
-
-  constructor(forwarder: Forwarder, balancer: Balancer, pools: UpstreamPools, req: ForwardRequest, sink: ForwardSink) {
-    this.#forwarder = forwarder
-    this.#balancer = balancer
-    this.#pools = pools
-    this.req = req
-    this.sink = sink
-  }
-
-  /** Starts the next attempt, excluding the upstream that just failed (if any). */
-  next(failed: string | undefined): void {
-    if (failed !== undefined) (this.#tried ??= new Set()).add(failed)
-    this.#attempt++
-    const picked = this.#balancer.pick(this.req.pick, this.#tried)
-    if (picked === undefined) {
-      this.sink.error(this.#lastError ?? noUpstream(this.#balancer))
-      return
-    }
-    const handler = new AttemptHandler(this, picked, this.#forwarder.begin(picked.upstream))
     try {
-      this.#pools.get(picked.upstream.id, picked.upstream.url).dispatch(this.#forwarder.optionsFor(this.req, picked.upstream), handler)
+      this.#pools.get(upstream.id, upstream.url).dispatch(opts, this)
     } catch (err) {
-      handler.onResponseError(undefined, err as Error)
+      this.onResponseError(undefined, err as Error)
     }
   }
 
-  retryable(connectError: boolean, statusCode?: number): boolean {
-    return this.#forwarder.retryable(this.req, this.#attempt, connectError, statusCode)
+  /** Ends the attempt in flight with the balancer, and tells `onAttempt`. */
+  #finish(outcome: RequestOutcome): void {
+    this.#done!(outcome)
+    this.#onAttempt?.(this.#req.pool.name, this.#picked!.upstream.id, outcome)
   }
 
-  failed(err: StrataError): void {
-    this.#lastError = err
+  /** Whether the failed attempt in flight may be retried on another server. */
+  #retryable(connectError: boolean, statusCode?: number): boolean {
+    const { body, method, pool } = this.#req
+    // A streamed body may be partly consumed by a failed attempt and cannot be sent again.
+    if (body !== null && !Buffer.isBuffer(body)) return false
+    return shouldRetry({ method, attempt: this.#attempt, retries: pool.retries, connectError, statusCode, bodySent: body !== null, retryOn: pool.retryOn })
   }
 
-  learn(picked: PickResult, headers: Record<string, string | string[]>): void {
-    const setCookie = headers['set-cookie']
-    if (setCookie !== undefined) this.#balancer.learnFromResponse(picked.upstream, setCookie)
-  }
-}
-
-class AttemptHandler implements Dispatcher.DispatchHandler {
-  readonly #run: DirectForward
-  readonly #picked: PickResult
-  readonly #done: DoneFn
-  readonly #started = performance.now()
-  /** 0 waiting for the head, 1 delivering to the sink, 2 draining a 5xx before a retry, 3 refused by the sink or finished. */
-  #state = 0
-
-  constructor(run: DirectForward, picked: PickResult, done: DoneFn) {
-    this.#run = run
-    this.#picked = picked
-    this.#done = done
+  #retry(): void {
+    ;(this.#tried ??= new Set()).add(this.#picked!.upstream.id)
+    this.next()
   }
 
   onRequestStart(controller: Dispatcher.DispatchController): void {
-    this.#run.sink.attach(controller)
+    this.#controller = controller
+    this.#sink.attach(controller)
   }
 
   onResponseStart(controller: Dispatcher.DispatchController, statusCode: number, headers: Record<string, string | string[]>): void {
-    if (this.#state !== 0) return
-    if (statusCode < 200) return this.#run.req.onInterim?.(statusCode, headers) // 1xx: informational, the real head follows
-    const run = this.#run
-    const id = this.#picked.upstream.id
+    if (controller !== this.#controller || this.#state !== WAITING) return
+    if (statusCode < 200) return this.#req.onInterim?.(statusCode, headers) // 1xx: informational, the real head follows
+    const picked = this.#picked!
+    const id = picked.upstream.id
     const durationMs = performance.now() - this.#started
-    if (statusCode >= 502 && statusCode <= 504 && run.retryable(false, statusCode)) {
-      this.#done({ ok: false, statusCode, durationMs })
-      run.failed(new StrataError(statusCode === 504 ? 'STRATA_UPSTREAM_TIMEOUT' : 'STRATA_UPSTREAM_RESPONSE', `upstream ${id} answered ${statusCode}`))
-      this.#state = 2
+    if (statusCode >= 502 && statusCode <= 504 && this.#retryable(false, statusCode)) {
+      this.#finish({ ok: false, statusCode, durationMs })
+      this.#lastError = new StrataError(statusCode === 504 ? 'STRATA_UPSTREAM_TIMEOUT' : 'STRATA_UPSTREAM_RESPONSE', `upstream ${id} answered ${statusCode}`)
+      this.#state = DRAINING
       return
     }
-    this.#done({ ok: statusCode < 500, statusCode, durationMs })
-    run.learn(this.#picked, headers)
+    this.#finish({ ok: statusCode < 500, statusCode, durationMs })
+    const setCookie = headers['set-cookie']
+    if (setCookie !== undefined) this.#req.pool.balancer.learnFromResponse(picked.upstream, setCookie)
     const head: ForwardHead = { statusCode, headers, upstreamId: id }
-    if (this.#picked.setCookie !== undefined) head.setCookie = this.#picked.setCookie
-    this.#state = 1
-    if (!run.sink.start(head)) {
-      this.#state = 3
+    if (picked.setCookie !== undefined) head.setCookie = picked.setCookie
+    this.#state = DELIVERING
+    if (!this.#sink.start(head)) {
+      this.#state = FINISHED
       controller.abort(new Error('response refused'))
     }
   }
 
-  onResponseData(_controller: Dispatcher.DispatchController, chunk: Buffer): void {
-    if (this.#state === 1) this.#run.sink.data(chunk)
+  onResponseData(controller: Dispatcher.DispatchController, chunk: Buffer): void {
+    if (this.#state === DELIVERING && controller === this.#controller) this.#sink.data(chunk)
   }
 
-  onResponseEnd(): void {
+  onResponseEnd(controller: Dispatcher.DispatchController): void {
+    if (controller !== this.#controller) return
     const state = this.#state
-    this.#state = 3
-    if (state === 1) this.#run.sink.end()
-    else if (state === 2) this.#run.next(this.#picked.upstream.id)
+    this.#state = FINISHED
+    if (state === DELIVERING) this.#sink.end()
+    else if (state === DRAINING) this.#retry()
   }
 
   onResponseError(controller: Dispatcher.DispatchController | undefined, err: Error): void {
+    // No controller: the attempt failed before it had one (connect error, a refused dispatch).
+    if (controller !== this.#controller) return
     const state = this.#state
-    this.#state = 3
-    const run = this.#run
-    const id = this.#picked.upstream.id
-    if (state === 3) return
-    // Only the sink aborts the controller: the client left (or a refused head, state 3).
+    this.#state = FINISHED
+    if (state === FINISHED) return
+    // Only the sink aborts a controller: the client left (a refused head is FINISHED already).
     const aborted = controller?.aborted === true
-    if (state === 2) return aborted ? undefined : run.next(id) // the 5xx being drained broke off: retry all the same
-    const e = classifyUpstreamError(err, id)
-    if (state === 1) return run.sink.error(e)
+    const e = classifyUpstreamError(err, this.#picked!.upstream.id)
+    // The 5xx being drained broke off: retry all the same, unless the client is gone.
+    if (state === DRAINING) return aborted ? this.#sink.error(e) : this.#retry()
+    // The head went to the sink (and the attempt was counted then): cut the response short.
+    if (state === DELIVERING) return this.#sink.error(e)
     const connectError = e.code === 'STRATA_UPSTREAM_CONNECT'
-    this.#done({ ok: false, connectError, aborted, durationMs: performance.now() - this.#started })
-    if (aborted) return run.sink.error(e)
-    run.failed(e)
-    // State 0: no head yet, so a timeout is strata's own 504, retried as an upstream's would be.
-    if ((connectError && run.retryable(true)) || (e.code === 'STRATA_UPSTREAM_TIMEOUT' && run.retryable(false, 504))) run.next(id)
-    else run.sink.error(e)
+    this.#finish({ ok: false, connectError, aborted, durationMs: performance.now() - this.#started })
+    if (aborted) return this.#sink.error(e)
+    this.#lastError = e
+    // No head yet, so a timeout is strata's own 504, retried as an upstream's would be.
+    if ((connectError && this.#retryable(true)) || (e.code === 'STRATA_UPSTREAM_TIMEOUT' && this.#retryable(false, 504))) this.#retry()
+    else this.#sink.error(e)
   }
 }

@@ -70,6 +70,8 @@ export class PassToClient implements ForwardSink {
 
   attach(controller: Dispatcher.DispatchController): void {
     this.#controller = controller
+    // The client left while the pick was awaited (learn-mode sessions in Redis).
+    if (this.#closed) controller.abort(new Error('client closed the connection'))
   }
 
   start(head: ForwardHead): boolean {

@@ -169,10 +169,9 @@ export class EdgePipeline {
 
   #passEarly(req: IncomingMessage, res: ServerResponse, creq: CacheRequest, route: Route, log: AccessLog | undefined, start: number, fallback: (req: IncomingMessage, res: ServerResponse) => void): boolean {
     const pool = this.#pool(route)
-    // Learn-mode sticky sessions in Redis pick asynchronously; URLs seen answering with a
-    // template need assembly.
+    // URLs seen answering with a template need assembly.
     const esi = this.#esi !== undefined && route.esi !== false
-    if (pool.asyncPick || (esi && this.#templatePasses.has(creq.host + creq.url))) return false
+    if (esi && this.#templatePasses.has(creq.host + creq.url)) return false
     const ip = req.socket.remoteAddress ?? ''
     const trusted = this.trusts(ip)
     // What strata acts on from here: the fields Connection names, and unkeyed or untrusted
