@@ -5,6 +5,7 @@ import { createLogger, type Logger } from './observability/logger.js'
 import { UpstreamPools } from './proxy/upstream-pools.js'
 import { Forwarder } from './proxy/forward.js'
 import { Balancer } from './balancer/index.js'
+import { staticUpstreams, UpstreamDiscovery, type Resolver } from './balancer/discovery.js'
 import { createRedisClient, type RedisClient } from './core/redis.js'
 import { compileTrustProxy } from './core/trust-proxy.js'
 import { createProxyServer } from './proxy/server.js'
@@ -61,6 +62,8 @@ export interface CreateStrataOptions {
   stickySecret?: Buffer
   /** The file `config` came from: `reload()` (SIGHUP, POST /config/reload) reads it again. */
   configFile?: string
+  /** Resolves the names of `resolve: true` upstreams (default: dns.lookup); tests pass fake answers. */
+  resolver?: Resolver
 }
 
 export function urlOf(app: FastifyInstance): { host: string; port: number; url: string } {
@@ -95,8 +98,9 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
   const sticky = config.balancer.sticky
   // Learn-mode sessions are shared through Redis when the cluster has one, so every node agrees.
   const learnRedis: RedisClient | undefined = sticky?.mode === 'learn' && config.cache.redis !== null ? createRedisClient(config.cache.redis) : undefined
+  // Entries with `resolve: true` are names: discovery adds their addresses as members (listen()).
   const balancer = new Balancer({
-    upstreams: config.upstreams,
+    upstreams: staticUpstreams(config.upstreams),
     config: config.balancer,
     logger,
     ...(learnRedis === undefined ? {} : { redis: learnRedis }),
@@ -104,6 +108,7 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     ...(opts.stickySecret === undefined ? {} : { stickySecret: opts.stickySecret }),
   })
   balancer.on('removed', (u) => void pools.remove(u.id))
+  const discovery = new UpstreamDiscovery({ balancer, entries: config.upstreams, logger, resolver: opts.resolver })
   // The page cache and balancer are created below; the collectors read them at scrape time.
   let cacheRef: PageCache | undefined
   const metrics = new StrataMetrics({ sources: { cache: () => cacheRef!.stats(), upstreams: () => balancer.list() } })
@@ -172,7 +177,12 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     }
     // Removed or moved (url) upstreams finish their in-flight requests on their own pool, which
     // closes gracefully; a weight or backup change keeps the upstream and its state.
-    if (changed.includes('upstreams')) balancer.setUpstreams(next.upstreams)
+    // Discovered members are passed along (with the new weights) so setUpstreams keeps them;
+    // discovery then drops, replaces or resolves what the new entries say.
+    if (changed.includes('upstreams')) {
+      balancer.setUpstreams([...staticUpstreams(next.upstreams), ...discovery.memberConfigs(next.upstreams)])
+      void discovery.update(next.upstreams)
+    }
     if (changed.some((k) => k.startsWith('cache.'))) cache.reconfigure(next.cache)
     if (changed.some((k) => k.startsWith('esi.'))) esi?.reconfigure(next.esi)
   }
@@ -194,6 +204,7 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     metrics,
     async listen() {
       balancer.start()
+      await discovery.start()
       await cache.ready()
       await proxy.listen({ host: config.listen.host, port: config.listen.port })
       const adminListens = admin !== null && opts.adminListen !== false
@@ -214,6 +225,7 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
           timer = setTimeout(() => resolve(false), config.timeouts.shutdownMs)
         })
         pipeline.fastPath = false
+        discovery.close()
         const graceful = Promise.all([proxy.close(), admin?.close()]).then(() => true)
         // server.close() only drops connections idle at that moment; keep-alive connections of
         // requests that finish later must be closed as they turn idle.

@@ -77,6 +77,12 @@ export interface BalancerOptions {
 type HashSource = { kind: 'ip' } | { kind: 'path' } | { kind: 'header'; name: string } | { kind: 'cookie'; name: string }
 
 const ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/
+/**
+ * A member found by DNS service discovery (see discovery.ts): `<entry id>@<IPv4 or IPv6 address>`,
+ * e.g. `web@10.0.3.7`, `web@::1`. Still free of quotes, spaces and slashes, so it stays safe in a
+ * log line, a metrics label and an admin URL path segment.
+ */
+const MEMBER_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}@[0-9A-Fa-f:.]{2,45}$/
 const STICKY_ATTRIBUTES = '; Path=/; HttpOnly; SameSite=Lax'
 
 /**
@@ -753,7 +759,9 @@ function parseHashOn(hashOn: string): HashSource {
 }
 
 function validateUpstream(cfg: UpstreamConfig, code: 'STRATA_CONFIG_INVALID' | 'STRATA_ADMIN_BAD_BODY'): void {
-  if (typeof cfg.id !== 'string' || !ID_PATTERN.test(cfg.id)) throw new StrataError(code, `upstream id must match ${ID_PATTERN.source}`)
+  if (typeof cfg.id !== 'string' || !(ID_PATTERN.test(cfg.id) || MEMBER_ID_PATTERN.test(cfg.id))) {
+    throw new StrataError(code, `upstream id must match ${ID_PATTERN.source}`)
+  }
   let url: URL
   try {
     url = new URL(cfg.url)

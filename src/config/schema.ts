@@ -33,6 +33,8 @@ export const UpstreamSchema = Type.Object(
     url: Type.String({ minLength: 1 }),
     weight: Type.Integer({ minimum: 1, maximum: 1000, default: 1 }),
     backup: Type.Boolean({ default: false }),
+    resolve: Type.Optional(Type.Boolean()),
+    resolveEveryMs: Type.Optional(Type.Integer({ minimum: 100 })),
   },
   { additionalProperties: false },
 )
