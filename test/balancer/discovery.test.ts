@@ -1,4 +1,7 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer, type Server } from 'node:http'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
 import { Writable } from 'node:stream'
 import { pino } from 'pino'
@@ -8,7 +11,7 @@ import { Balancer } from '../../src/balancer/index.js'
 import { defaultResolver, memberUrl, staticUpstreams, UpstreamDiscovery, type Resolver } from '../../src/balancer/discovery.js'
 import { createStrata, type Strata } from '../../src/app.js'
 import type { UpstreamConfig } from '../../src/config/schema.js'
-import { resolveConfig } from '../../src/config/load.js'
+import { loadConfigFile, resolveConfig } from '../../src/config/load.js'
 import { waitFor } from '../helpers/ports.js'
 import { balancerConfig, req } from './fixtures.js'
 
@@ -438,5 +441,38 @@ describe('discovered members behind a real strata', () => {
     // Its in-flight request still finishes, on its own connection.
     origins.releaseSlow()
     expect(await slow).toEqual({ status: 200, servedBy: slowOn, body: `from ${slowOn}` })
+  })
+})
+
+describe('a config reload', () => {
+  it('keeps the discovered members (updated in place), and drops them when the entry goes', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'strata-discovery-'))
+    cleanup.push(() => rmSync(dir, { recursive: true, force: true }))
+    const file = join(dir, 'strata.json')
+    const write = (upstreams: unknown[]) =>
+      writeFileSync(file, JSON.stringify({ listen: { host: '127.0.0.1', port: 0 }, admin: { host: '127.0.0.1', port: 0, token: 'test-token-0123456789' }, upstreams, log: { level: 'info' } }))
+    const entry = { id: 'web', url: 'http://web.test:3001', resolve: true }
+    write([entry, { id: 'b1', url: 'http://127.0.0.1:9' }])
+    const fake = fakeResolver(['127.0.0.2', '127.0.0.3'])
+    const { logger } = capturedLogger()
+    const strata = createStrata(loadConfigFile(file), { logger, resolver: fake.resolver, configFile: file })
+    cleanup.push(() => strata.close())
+    await strata.listen()
+    const list = async () => {
+      const res = await strata.admin!.inject({ url: '/upstreams', headers: { authorization: 'Bearer test-token-0123456789' } })
+      return (res.json() as { upstreams: Array<{ id: string; weight: number }> }).upstreams.map((u) => `${u.id}:${u.weight}`).sort()
+    }
+    expect(await list()).toEqual(['b1:1', 'web@127.0.0.2:1', 'web@127.0.0.3:1'])
+
+    write([{ ...entry, weight: 4 }, { id: 'b1', url: 'http://127.0.0.1:9', weight: 2 }])
+    const r = await strata.reload()
+    expect(r.changed).toContain('upstreams')
+    expect(await list()).toEqual(['b1:2', 'web@127.0.0.2:4', 'web@127.0.0.3:4'])
+    const calls = fake.calls.length
+
+    write([{ id: 'b1', url: 'http://127.0.0.1:9' }])
+    await strata.reload()
+    expect(await list()).toEqual(['b1:1'])
+    expect(fake.calls.length).toBe(calls)
   })
 })
