@@ -5,7 +5,9 @@
 //      burst (no GET lost, the cookie re-pinned), a purge through the admin API on :4001;
 //   2. + docker-compose.redis.yml --profile scale-out: a page cached through a is an L2 hit
 //      through a2, and a purge on a2 is gone from a within 100 ms;
-//   3. + docker-compose.ssh.yml: `exec b1 ssh my@a hostname` works; root and passwords do not.
+//   3. + docker-compose.ssh.yml: `exec b1 ssh my@a hostname` works; root and passwords do not;
+//   4. docker-compose.scale.yml: DNS service discovery; `--scale web=2` → 3 → 2 under a bounded
+//      load: no GET fails, and the new replica gets traffic within resolveEveryMs plus a health check.
 // Everything is torn down (containers, network, volumes) after each part, also on failure.
 // Needs a running engine (scripts/docker-engine.sh) and the base image (scripts/docker-base.sh).
 import { spawnSync } from 'node:child_process'
@@ -277,6 +279,110 @@ async function partSsh() {
   }
 }
 
+// --- 4. DNS service discovery: --scale web=2 → 3 → 2 ----------------------------------------
+const SCALE_RESOLVE_EVERY_MS = 1000 // config/scale.json
+const SCALE_CHECK_INTERVAL_MS = 1000 // config/scale.json, balancer.healthCheck.intervalMs
+
+async function partScale() {
+  const c = cluster(['docker-compose.scale.yml'])
+  const A = 'http://127.0.0.1:2001'
+  const ADMIN = 'http://127.0.0.1:4001'
+  const scale = (n) => c.compose(['up', '-d', '--no-build', '--no-recreate', '--scale', `web=${n}`], { capture: true })
+  const replicas = () => c.compose(['ps', '-q', 'web'], { capture: true }).split('\n').filter(Boolean)
+  /** A replica's X-Served-By: web-<container hostname>. */
+  const nameOf = (id) => `web-${sh('docker', ['inspect', '-f', '{{.Config.Hostname}}', id], { capture: true })}`
+  const members = async () => {
+    const res = await fetch(`${ADMIN}/upstreams`, { headers: { authorization: `Bearer ${TOKEN}` }, signal: AbortSignal.timeout(15_000) })
+    return (await res.json()).upstreams.map((u) => u.id).sort()
+  }
+  try {
+    scale(2)
+    await c.waitHealthy()
+    await waitServing(A)
+    const two = replicas().map(nameOf)
+    check((await members()).length === 2 && (await members()).every((m) => m.startsWith('web@')), `a, web×2 healthy; strata has two members ${JSON.stringify(await members())}`)
+
+    // A bounded load: 4 clients, GETs back to back, until the scaling below is over (at most 3 minutes).
+    const results = []
+    let running = true
+    const deadline = Date.now() + 180_000
+    const worker = async () => {
+      while (running && Date.now() < deadline) {
+        try {
+          const r = await get(`${A}/api/whoami`)
+          results.push({ status: r.status, servedBy: r.servedBy, at: Date.now() })
+        } catch (err) {
+          results.push({ status: 0, error: String(err?.cause?.code ?? err), at: Date.now() })
+        }
+      }
+    }
+    const load = Promise.all([0, 1, 2, 3].map(worker))
+    try {
+      while (results.length < 50) await sleep(10)
+
+      // 2 → 3: no config change; the new replica is a member once Docker's DNS names it.
+      scale(3)
+      const added = replicas().map(nameOf).filter((n) => !two.includes(n))
+      check(added.length === 1, `--scale web=3 starts one more replica (${added})`)
+      const newName = added[0]
+      const newId = replicas().find((id) => nameOf(id) === newName)
+      let firstAt
+      while (firstAt === undefined && Date.now() < deadline) {
+        firstAt = results.find((r) => r.servedBy === newName)?.at
+        if (firstAt === undefined) await sleep(50)
+      }
+      check(firstAt !== undefined, `the new replica ${newName} gets traffic`)
+      // When it could first answer: its own "ready" log line (same kernel clock as this host).
+      const ready = sh('docker', ['logs', newId], { capture: true })
+        .split('\n')
+        .map((l) => {
+          try {
+            return JSON.parse(l)
+          } catch {
+            return undefined
+          }
+        })
+        .find((l) => l?.msg === 'demo webserver ready')
+      const lag = firstAt - ready.time
+      check(
+        lag <= SCALE_RESOLVE_EVERY_MS + SCALE_CHECK_INTERVAL_MS,
+        `its first request came ${lag} ms after it listened (bound: resolveEveryMs ${SCALE_RESOLVE_EVERY_MS} + a health check ${SCALE_CHECK_INTERVAL_MS})`,
+      )
+      const three = new Set(results.filter((r) => r.at >= firstAt).map((r) => r.servedBy))
+      for (let i = 0; i < 400 && three.size < 3; i++) {
+        await sleep(10)
+        for (const r of results) if (r.at >= firstAt) three.add(r.servedBy)
+      }
+      check(three.size === 3, `traffic spreads over the three replicas (${[...three].sort()})`)
+
+      // 3 → 2: the removed replica's requests finish or are retried elsewhere; it is dropped.
+      const before = replicas()
+      const downAt = Date.now()
+      scale(2)
+      const gone = before.filter((id) => !replicas().includes(id)).map(nameOf)
+      check(gone.length === 1, `--scale web=2 stops one replica (${gone}) in ${secs(Date.now() - downAt)}`)
+      const doneAt = Date.now()
+      const memberDeadline = Date.now() + 30_000
+      while ((await members()).length !== 2 && Date.now() < memberDeadline) await sleep(100)
+      check((await members()).length === 2, `strata is back to two members ${JSON.stringify(await members())}`)
+      const after = results.length
+      while (results.length < after + 100) await sleep(10)
+      const late = results.filter((r) => r.at > doneAt + SCALE_RESOLVE_EVERY_MS && r.servedBy === gone[0]).length
+      check(late === 0, `no answer from ${gone[0]} once it was gone`)
+    } finally {
+      running = false
+      await load
+    }
+    const failed = results.filter((r) => r.status !== 200)
+    check(failed.length === 0, `${results.length} GETs while scaling 2 → 3 → 2: none failed${failed.length ? ` (${JSON.stringify(failed.slice(0, 5))})` : ''}`)
+  } catch (err) {
+    c.logs()
+    throw err
+  } finally {
+    c.down()
+  }
+}
+
 let status = 0
 try {
   log(`building the images (${COMPOSE.join(' ')}; ${buildEnv.DOCKER_BUILDKIT === '0' ? 'classic builder' : 'BuildKit'})`)
@@ -288,13 +394,14 @@ try {
   if (!only || only.includes('ab')) await partAB()
   if (!only || only.includes('scale-out')) await partScaleOut()
   if (!only || only.includes('ssh')) await partSsh()
+  if (!only || only.includes('scale')) await partScale()
   log('all checks passed')
 } catch (err) {
   status = 1
   console.error(`\n[test:docker] FAILED: ${err?.stack ?? err}`)
 } finally {
   // Whatever happened: nothing of this project left behind.
-  for (const files of [['docker-compose.yml', 'docker-compose.redis.yml'], ['docker-compose.yml', 'docker-compose.ssh.yml']]) {
+  for (const files of [['docker-compose.yml', 'docker-compose.redis.yml'], ['docker-compose.yml', 'docker-compose.ssh.yml'], ['docker-compose.scale.yml']]) {
     cluster(files, ['scale-out']).down()
   }
   sh('docker', ['network', 'rm', 'myNet'], { capture: true, allowFail: true })

@@ -325,12 +325,16 @@ export class Balancer {
     return out
   }
 
-  /** Adds an upstream; it ramps up over `slowStartMs`. STRATA_ADMIN_CONFLICT when the id exists. */
-  add(cfg: UpstreamConfig): UpstreamSnapshot {
+  /**
+   * Adds an upstream; it ramps up over `slowStartMs`. STRATA_ADMIN_CONFLICT when the id exists.
+   * `awaitCheck`: with health checks on, it takes no request until its first check passes
+   * (discovery: a replica has a DNS record before it listens).
+   */
+  add(cfg: UpstreamConfig, opts: { awaitCheck?: boolean } = {}): UpstreamSnapshot {
     validateUpstream(cfg, 'STRATA_ADMIN_BAD_BODY')
     if (this.#upstreams.has(cfg.id)) throw new StrataError('STRATA_ADMIN_CONFLICT', `upstream "${cfg.id}" already exists`)
     const now = this.#clock.now()
-    const u = new UpstreamState(cfg, this.#config.healthCheck !== null)
+    const u = new UpstreamState(cfg, this.#config.healthCheck !== null, opts.awaitCheck === true)
     u.markRecovered(now)
     this.#upstreams.set(u.id, u)
     this.#rebuildRings()

@@ -210,15 +210,18 @@ export class UpstreamDiscovery {
    * A good answer: members for new addresses are added, those for addresses gone are removed. The
    * answer is a set (keyed by address), so the same addresses in another order change nothing.
    * A member missing from the balancer (an operator removed it) is added again: DNS still names it.
+   * Members of the first answer are trusted as configured servers are (up until checks say down);
+   * later ones wait for their first health check, since a new replica is in DNS before it listens.
    */
   #apply(w: EntryWatch, answer: readonly string[]): void {
+    const awaitCheck = w.resolvedAt !== null
     const next = new Set(answer)
     const gone = [...w.addresses].filter((a) => !next.has(a))
     const added: string[] = []
     for (const a of next) {
       if (this.#balancer.get(memberId(w.entry.id, a)) !== undefined) continue
       try {
-        this.#balancer.add(memberConfig(w.entry, a))
+        this.#balancer.add(memberConfig(w.entry, a), { awaitCheck })
         added.push(a)
       } catch (err) {
         // Cannot happen for a validated entry and an IP address; never let it stop the others.

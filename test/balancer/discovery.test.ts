@@ -444,6 +444,39 @@ describe('discovered members behind a real strata', () => {
   })
 })
 
+describe('health checks and discovered members', () => {
+  it('members of the first answer are up at once; one found later takes no request until its first check passes', async () => {
+    const origins = await startLoopbackOrigins(['127.0.0.3'])
+    cleanup.push(() => origins.close())
+    const fake = fakeResolver(['127.0.0.2'])
+    const balancer = new Balancer({
+      upstreams: [],
+      // rise 3: a server that was down needs three good checks; a new member needs one.
+      config: balancerConfig({ healthCheck: { path: '/health', intervalMs: 60_000, timeoutMs: 1000, expectStatus: 200, rise: 3, fall: 2 } }),
+    })
+    const discovery = new UpstreamDiscovery({ balancer, entries: [web({ url: `http://web.test:${origins.port}` })], resolver: fake.resolver })
+    cleanup.push(() => discovery.close(), () => balancer.close())
+    await discovery.start()
+    expect(balancer.list().map((u) => [u.id, u.state])).toEqual([['web@127.0.0.2', 'up']])
+
+    fake.set(['127.0.0.2', '127.0.0.3'])
+    await discovery.resolveNow()
+    expect(balancer.list().map((u) => [u.id, u.state])).toEqual([
+      ['web@127.0.0.2', 'up'],
+      ['web@127.0.0.3', 'down'],
+    ])
+    for (let i = 0; i < 4; i++) expect(balancer.pick(req())!.upstream.id).toBe('web@127.0.0.2')
+
+    // One good check brings it up (127.0.0.2 has no server, but one failure is below fall 2).
+    await balancer.checkNow()
+    expect(balancer.list().map((u) => [u.id, u.state])).toEqual([
+      ['web@127.0.0.2', 'up'],
+      ['web@127.0.0.3', 'up'],
+    ])
+    expect(new Set([0, 1, 2, 3].map(() => balancer.pick(req())!.upstream.id))).toEqual(new Set(['web@127.0.0.2', 'web@127.0.0.3']))
+  })
+})
+
 describe('a config reload', () => {
   it('keeps the discovered members (updated in place), and drops them when the entry goes', async () => {
     const dir = mkdtempSync(join(tmpdir(), 'strata-discovery-'))
