@@ -10,7 +10,7 @@
 //      load: no GET fails, and the new replica gets traffic within resolveEveryMs plus a health check.
 // Everything is torn down (containers, network, volumes) after each part, also on failure.
 // Needs a running engine (scripts/docker-engine.sh) and the base image (scripts/docker-base.sh).
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
@@ -38,6 +38,21 @@ function sh(cmd, args, { capture = false, allowFail = false, status = false, env
   return capture ? r.stdout.trim() : ''
 }
 
+/**
+ * `sh` without blocking the event loop, for commands that run while this process sends load
+ * (spawnSync would stop every request in flight here for as long as the command takes).
+ */
+function shAsync(cmd, args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (out += d))
+    child.on('error', reject)
+    child.on('close', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`\`${cmd} ${args.join(' ')}\` exited ${code}\n${out}`))))
+  })
+}
+
 /** One compose project over a set of files and profiles. */
 function cluster(files, profiles = []) {
   const base = [...files.flatMap((f) => ['-f', f]), '-p', PROJECT, ...profiles.flatMap((p) => ['--profile', p])]
@@ -49,6 +64,7 @@ function cluster(files, profiles = []) {
   }
   return {
     compose,
+    composeAsync: (args) => shAsync(COMPOSE[0], [...COMPOSE.slice(1), ...base, ...args]),
     container,
     up: () => compose(['up', '-d', '--no-build']),
     async waitHealthy() {
@@ -281,13 +297,14 @@ async function partSsh() {
 
 // --- 4. DNS service discovery: --scale web=2 → 3 → 2 ----------------------------------------
 const SCALE_RESOLVE_EVERY_MS = 1000 // config/scale.json
-const SCALE_CHECK_INTERVAL_MS = 1000 // config/scale.json, balancer.healthCheck.intervalMs
+const SCALE_CHECK_MS = 1000 + 1000 // config/scale.json, balancer.healthCheck: intervalMs + timeoutMs
 
 async function partScale() {
   const c = cluster(['docker-compose.scale.yml'])
   const A = 'http://127.0.0.1:2001'
   const ADMIN = 'http://127.0.0.1:4001'
-  const scale = (n) => c.compose(['up', '-d', '--no-build', '--no-recreate', '--scale', `web=${n}`], { capture: true })
+  // Asynchronous: the load below runs in this process while compose works.
+  const scale = (n) => c.composeAsync(['up', '-d', '--no-build', '--no-recreate', '--scale', `web=${n}`])
   const replicas = () => c.compose(['ps', '-q', 'web'], { capture: true }).split('\n').filter(Boolean)
   /** A replica's X-Served-By: web-<container hostname>. */
   const nameOf = (id) => `web-${sh('docker', ['inspect', '-f', '{{.Config.Hostname}}', id], { capture: true })}`
@@ -296,7 +313,7 @@ async function partScale() {
     return (await res.json()).upstreams.map((u) => u.id).sort()
   }
   try {
-    scale(2)
+    await scale(2)
     await c.waitHealthy()
     await waitServing(A)
     const two = replicas().map(nameOf)
@@ -321,7 +338,7 @@ async function partScale() {
       while (results.length < 50) await sleep(10)
 
       // 2 → 3: no config change; the new replica is a member once Docker's DNS names it.
-      scale(3)
+      await scale(3)
       const added = replicas().map(nameOf).filter((n) => !two.includes(n))
       check(added.length === 1, `--scale web=3 starts one more replica (${added})`)
       const newName = added[0]
@@ -343,10 +360,13 @@ async function partScale() {
           }
         })
         .find((l) => l?.msg === 'demo webserver ready')
+      // Docker's DNS names it from its start, before it listens: discovery adds it within
+      // resolveEveryMs, and its first good health check (one interval, plus the check itself)
+      // after it listens brings it up.
       const lag = firstAt - ready.time
       check(
-        lag <= SCALE_RESOLVE_EVERY_MS + SCALE_CHECK_INTERVAL_MS,
-        `its first request came ${lag} ms after it listened (bound: resolveEveryMs ${SCALE_RESOLVE_EVERY_MS} + a health check ${SCALE_CHECK_INTERVAL_MS})`,
+        lag <= SCALE_RESOLVE_EVERY_MS + SCALE_CHECK_MS,
+        `its first request came ${lag} ms after it listened (bound: resolveEveryMs ${SCALE_RESOLVE_EVERY_MS} + a health check ${SCALE_CHECK_MS})`,
       )
       const three = new Set(results.filter((r) => r.at >= firstAt).map((r) => r.servedBy))
       for (let i = 0; i < 400 && three.size < 3; i++) {
@@ -358,7 +378,7 @@ async function partScale() {
       // 3 → 2: the removed replica's requests finish or are retried elsewhere; it is dropped.
       const before = replicas()
       const downAt = Date.now()
-      scale(2)
+      await scale(2)
       const gone = before.filter((id) => !replicas().includes(id)).map(nameOf)
       check(gone.length === 1, `--scale web=2 stops one replica (${gone}) in ${secs(Date.now() - downAt)}`)
       const doneAt = Date.now()
@@ -386,11 +406,12 @@ async function partScale() {
 let status = 0
 try {
   log(`building the images (${COMPOSE.join(' ')}; ${buildEnv.DOCKER_BUILDKIT === '0' ? 'classic builder' : 'BuildKit'})`)
+  const only = process.env['STRATA_DOCKER_PARTS']?.split(',') // e.g. "ab,scale-out,ssh,scale" while developing
+  // Only the images the chosen parts use (the ssh image needs apt inside the build: slow).
   sh('docker', ['build', '-q', '--target', 'runtime', '-t', 'strata:runtime', '.'], { env: buildEnv })
-  sh('docker', ['build', '-q', '--target', 'ssh', '-t', 'strata:ssh', '.'], { env: buildEnv })
-  sh('docker', ['build', '-q', '-f', 'docker/redis.Dockerfile', '-t', 'strata:redis', '.'], { env: buildEnv })
+  if (!only || only.includes('ssh')) sh('docker', ['build', '-q', '--target', 'ssh', '-t', 'strata:ssh', '.'], { env: buildEnv })
+  if (!only || only.includes('scale-out')) sh('docker', ['build', '-q', '-f', 'docker/redis.Dockerfile', '-t', 'strata:redis', '.'], { env: buildEnv })
   log('images built')
-  const only = process.env['STRATA_DOCKER_PARTS']?.split(',') // e.g. "ab,scale-out,ssh" while developing
   if (!only || only.includes('ab')) await partAB()
   if (!only || only.includes('scale-out')) await partScaleOut()
   if (!only || only.includes('ssh')) await partSsh()
