@@ -305,9 +305,13 @@ async function partScale() {
   const ADMIN = 'http://127.0.0.1:4001'
   // Asynchronous: the load below runs in this process while compose works.
   const scale = (n) => c.composeAsync(['up', '-d', '--no-build', '--no-recreate', '--scale', `web=${n}`])
-  const replicas = () => c.compose(['ps', '-q', 'web'], { capture: true }).split('\n').filter(Boolean)
-  /** A replica's X-Served-By: web-<container hostname>. */
-  const nameOf = (id) => `web-${sh('docker', ['inspect', '-f', '{{.Config.Hostname}}', id], { capture: true })}`
+  const replicas = async () => (await c.composeAsync(['ps', '-q', 'web'])).split('\n').filter(Boolean)
+  /** Container id → its X-Served-By, web-<container hostname>. */
+  const names = async () => {
+    const ids = await replicas()
+    const hostnames = (await shAsync('docker', ['inspect', '-f', '{{.Config.Hostname}}', ...ids])).split('\n')
+    return new Map(ids.map((id, i) => [id, `web-${hostnames[i]}`]))
+  }
   const members = async () => {
     const res = await fetch(`${ADMIN}/upstreams`, { headers: { authorization: `Bearer ${TOKEN}` }, signal: AbortSignal.timeout(15_000) })
     return (await res.json()).upstreams.map((u) => u.id).sort()
@@ -316,7 +320,7 @@ async function partScale() {
     await scale(2)
     await c.waitHealthy()
     await waitServing(A)
-    const two = replicas().map(nameOf)
+    const two = [...(await names()).values()]
     check((await members()).length === 2 && (await members()).every((m) => m.startsWith('web@')), `a, web×2 healthy; strata has two members ${JSON.stringify(await members())}`)
 
     // A bounded load: 4 clients, GETs back to back, until the scaling below is over (at most 3 minutes).
@@ -325,11 +329,12 @@ async function partScale() {
     const deadline = Date.now() + 180_000
     const worker = async () => {
       while (running && Date.now() < deadline) {
+        const sentAt = Date.now()
         try {
           const r = await get(`${A}/api/whoami`)
-          results.push({ status: r.status, servedBy: r.servedBy, at: Date.now() })
+          results.push({ status: r.status, servedBy: r.servedBy, at: Date.now(), sentAt })
         } catch (err) {
-          results.push({ status: 0, error: String(err?.cause?.code ?? err), at: Date.now() })
+          results.push({ status: 0, error: String(err?.cause?.code ?? err), at: Date.now(), sentAt })
         }
       }
     }
@@ -339,18 +344,17 @@ async function partScale() {
 
       // 2 → 3: no config change; the new replica is a member once Docker's DNS names it.
       await scale(3)
-      const added = replicas().map(nameOf).filter((n) => !two.includes(n))
-      check(added.length === 1, `--scale web=3 starts one more replica (${added})`)
-      const newName = added[0]
-      const newId = replicas().find((id) => nameOf(id) === newName)
+      const added = [...(await names())].filter(([, n]) => !two.includes(n))
+      check(added.length === 1, `--scale web=3 starts one more replica (${added.map(([, n]) => n)})`)
+      const [newId, newName] = added[0]
       let firstAt
       while (firstAt === undefined && Date.now() < deadline) {
-        firstAt = results.find((r) => r.servedBy === newName)?.at
+        firstAt = results.find((r) => r.servedBy === newName)?.sentAt
         if (firstAt === undefined) await sleep(50)
       }
       check(firstAt !== undefined, `the new replica ${newName} gets traffic`)
       // When it could first answer: its own "ready" log line (same kernel clock as this host).
-      const ready = sh('docker', ['logs', newId], { capture: true })
+      const ready = (await shAsync('docker', ['logs', newId]))
         .split('\n')
         .map((l) => {
           try {
@@ -376,10 +380,11 @@ async function partScale() {
       check(three.size === 3, `traffic spreads over the three replicas (${[...three].sort()})`)
 
       // 3 → 2: the removed replica's requests finish or are retried elsewhere; it is dropped.
-      const before = replicas()
+      const before = await names()
       const downAt = Date.now()
       await scale(2)
-      const gone = before.filter((id) => !replicas().includes(id)).map(nameOf)
+      const left = await replicas()
+      const gone = [...before].filter(([id]) => !left.includes(id)).map(([, n]) => n)
       check(gone.length === 1, `--scale web=2 stops one replica (${gone}) in ${secs(Date.now() - downAt)}`)
       const doneAt = Date.now()
       const memberDeadline = Date.now() + 30_000
@@ -397,6 +402,9 @@ async function partScale() {
     check(failed.length === 0, `${results.length} GETs while scaling 2 → 3 → 2: none failed${failed.length ? ` (${JSON.stringify(failed.slice(0, 5))})` : ''}`)
   } catch (err) {
     c.logs()
+    // strata's own account of the members (its access lines left out).
+    const lines = (await shAsync('docker', ['logs', c.container('a')]).catch(() => '')).split('\n')
+    console.log(lines.filter((l) => !l.includes('"msg":"request"')).slice(-40).join('\n'))
     throw err
   } finally {
     c.down()
