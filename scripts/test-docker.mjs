@@ -5,10 +5,12 @@
 //      burst (no GET lost, the cookie re-pinned), a purge through the admin API on :4001;
 //   2. + docker-compose.redis.yml --profile scale-out: a page cached through a is an L2 hit
 //      through a2, and a purge on a2 is gone from a within 100 ms;
-//   3. + docker-compose.ssh.yml: `exec b1 ssh my@a hostname` works; root and passwords do not.
+//   3. + docker-compose.ssh.yml: `exec b1 ssh my@a hostname` works; root and passwords do not;
+//   4. docker-compose.scale.yml: DNS service discovery; `--scale web=2` → 3 → 2 under a bounded
+//      load: no GET fails, and the new replica gets traffic within resolveEveryMs plus a health check.
 // Everything is torn down (containers, network, volumes) after each part, also on failure.
 // Needs a running engine (scripts/docker-engine.sh) and the base image (scripts/docker-base.sh).
-import { spawnSync } from 'node:child_process'
+import { spawn, spawnSync } from 'node:child_process'
 import { setTimeout as sleep } from 'node:timers/promises'
 import { fileURLToPath } from 'node:url'
 import { request } from 'undici'
@@ -36,6 +38,21 @@ function sh(cmd, args, { capture = false, allowFail = false, status = false, env
   return capture ? r.stdout.trim() : ''
 }
 
+/**
+ * `sh` without blocking the event loop, for commands that run while this process sends load
+ * (spawnSync would stop every request in flight here for as long as the command takes).
+ */
+function shAsync(cmd, args) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    child.stdout.on('data', (d) => (out += d))
+    child.stderr.on('data', (d) => (out += d))
+    child.on('error', reject)
+    child.on('close', (code) => (code === 0 ? resolve(out.trim()) : reject(new Error(`\`${cmd} ${args.join(' ')}\` exited ${code}\n${out}`))))
+  })
+}
+
 /** One compose project over a set of files and profiles. */
 function cluster(files, profiles = []) {
   const base = [...files.flatMap((f) => ['-f', f]), '-p', PROJECT, ...profiles.flatMap((p) => ['--profile', p])]
@@ -47,6 +64,7 @@ function cluster(files, profiles = []) {
   }
   return {
     compose,
+    composeAsync: (args) => shAsync(COMPOSE[0], [...COMPOSE.slice(1), ...base, ...args]),
     container,
     up: () => compose(['up', '-d', '--no-build']),
     async waitHealthy() {
@@ -277,24 +295,142 @@ async function partSsh() {
   }
 }
 
+// --- 4. DNS service discovery: --scale web=2 → 3 → 2 ----------------------------------------
+const SCALE_RESOLVE_EVERY_MS = 1000 // config/scale.json
+const SCALE_CHECK_MS = 1000 + 1000 // config/scale.json, balancer.healthCheck: intervalMs + timeoutMs
+
+async function partScale() {
+  const c = cluster(['docker-compose.scale.yml'])
+  const A = 'http://127.0.0.1:2001'
+  const ADMIN = 'http://127.0.0.1:4001'
+  // Asynchronous: the load below runs in this process while compose works.
+  const scale = (n) => c.composeAsync(['up', '-d', '--no-build', '--no-recreate', '--scale', `web=${n}`])
+  const replicas = async () => (await c.composeAsync(['ps', '-q', 'web'])).split('\n').filter(Boolean)
+  /** Container id → its X-Served-By, web-<container hostname>. */
+  const names = async () => {
+    const ids = await replicas()
+    const hostnames = (await shAsync('docker', ['inspect', '-f', '{{.Config.Hostname}}', ...ids])).split('\n')
+    return new Map(ids.map((id, i) => [id, `web-${hostnames[i]}`]))
+  }
+  const members = async () => {
+    const res = await fetch(`${ADMIN}/upstreams`, { headers: { authorization: `Bearer ${TOKEN}` }, signal: AbortSignal.timeout(15_000) })
+    return (await res.json()).upstreams.map((u) => u.id).sort()
+  }
+  try {
+    await scale(2)
+    await c.waitHealthy()
+    await waitServing(A)
+    const two = [...(await names()).values()]
+    check((await members()).length === 2 && (await members()).every((m) => m.startsWith('web@')), `a, web×2 healthy; strata has two members ${JSON.stringify(await members())}`)
+
+    // A bounded load: 4 clients, GETs back to back, until the scaling below is over (at most 3 minutes).
+    const results = []
+    let running = true
+    const deadline = Date.now() + 180_000
+    const worker = async () => {
+      while (running && Date.now() < deadline) {
+        const sentAt = Date.now()
+        try {
+          const r = await get(`${A}/api/whoami`)
+          results.push({ status: r.status, servedBy: r.servedBy, at: Date.now(), sentAt })
+        } catch (err) {
+          results.push({ status: 0, error: String(err?.cause?.code ?? err), at: Date.now(), sentAt })
+        }
+      }
+    }
+    const load = Promise.all([0, 1, 2, 3].map(worker))
+    try {
+      while (results.length < 50) await sleep(10)
+
+      // 2 → 3: no config change; the new replica is a member once Docker's DNS names it.
+      await scale(3)
+      const added = [...(await names())].filter(([, n]) => !two.includes(n))
+      check(added.length === 1, `--scale web=3 starts one more replica (${added.map(([, n]) => n)})`)
+      const [newId, newName] = added[0]
+      let firstAt
+      while (firstAt === undefined && Date.now() < deadline) {
+        firstAt = results.find((r) => r.servedBy === newName)?.sentAt
+        if (firstAt === undefined) await sleep(50)
+      }
+      check(firstAt !== undefined, `the new replica ${newName} gets traffic`)
+      // When it could first answer: its own "ready" log line (same kernel clock as this host).
+      const ready = (await shAsync('docker', ['logs', newId]))
+        .split('\n')
+        .map((l) => {
+          try {
+            return JSON.parse(l)
+          } catch {
+            return undefined
+          }
+        })
+        .find((l) => l?.msg === 'demo webserver ready')
+      // Docker's DNS names it from its start, before it listens: discovery adds it within
+      // resolveEveryMs, and its first good health check (one interval, plus the check itself)
+      // after it listens brings it up.
+      const lag = firstAt - ready.time
+      check(
+        lag <= SCALE_RESOLVE_EVERY_MS + SCALE_CHECK_MS,
+        `its first request came ${lag} ms after it listened (bound: resolveEveryMs ${SCALE_RESOLVE_EVERY_MS} + a health check ${SCALE_CHECK_MS})`,
+      )
+      const three = new Set(results.filter((r) => r.at >= firstAt).map((r) => r.servedBy))
+      for (let i = 0; i < 400 && three.size < 3; i++) {
+        await sleep(10)
+        for (const r of results) if (r.at >= firstAt) three.add(r.servedBy)
+      }
+      check(three.size === 3, `traffic spreads over the three replicas (${[...three].sort()})`)
+
+      // 3 → 2: the removed replica's requests finish or are retried elsewhere; it is dropped.
+      const before = await names()
+      const downAt = Date.now()
+      await scale(2)
+      const left = await replicas()
+      const gone = [...before].filter(([id]) => !left.includes(id)).map(([, n]) => n)
+      check(gone.length === 1, `--scale web=2 stops one replica (${gone}) in ${secs(Date.now() - downAt)}`)
+      const doneAt = Date.now()
+      const memberDeadline = Date.now() + 30_000
+      while ((await members()).length !== 2 && Date.now() < memberDeadline) await sleep(100)
+      check((await members()).length === 2, `strata is back to two members ${JSON.stringify(await members())}`)
+      const after = results.length
+      while (results.length < after + 100) await sleep(10)
+      const late = results.filter((r) => r.at > doneAt + SCALE_RESOLVE_EVERY_MS && r.servedBy === gone[0]).length
+      check(late === 0, `no answer from ${gone[0]} once it was gone`)
+    } finally {
+      running = false
+      await load
+    }
+    const failed = results.filter((r) => r.status !== 200)
+    check(failed.length === 0, `${results.length} GETs while scaling 2 → 3 → 2: none failed${failed.length ? ` (${JSON.stringify(failed.slice(0, 5))})` : ''}`)
+  } catch (err) {
+    c.logs()
+    // strata's own account of the members (its access lines left out).
+    const lines = (await shAsync('docker', ['logs', c.container('a')]).catch(() => '')).split('\n')
+    console.log(lines.filter((l) => !l.includes('"msg":"request"')).slice(-40).join('\n'))
+    throw err
+  } finally {
+    c.down()
+  }
+}
+
 let status = 0
 try {
   log(`building the images (${COMPOSE.join(' ')}; ${buildEnv.DOCKER_BUILDKIT === '0' ? 'classic builder' : 'BuildKit'})`)
+  const only = process.env['STRATA_DOCKER_PARTS']?.split(',') // e.g. "ab,scale-out,ssh,scale" while developing
+  // Only the images the chosen parts use (the ssh image needs apt inside the build: slow).
   sh('docker', ['build', '-q', '--target', 'runtime', '-t', 'strata:runtime', '.'], { env: buildEnv })
-  sh('docker', ['build', '-q', '--target', 'ssh', '-t', 'strata:ssh', '.'], { env: buildEnv })
-  sh('docker', ['build', '-q', '-f', 'docker/redis.Dockerfile', '-t', 'strata:redis', '.'], { env: buildEnv })
+  if (!only || only.includes('ssh')) sh('docker', ['build', '-q', '--target', 'ssh', '-t', 'strata:ssh', '.'], { env: buildEnv })
+  if (!only || only.includes('scale-out')) sh('docker', ['build', '-q', '-f', 'docker/redis.Dockerfile', '-t', 'strata:redis', '.'], { env: buildEnv })
   log('images built')
-  const only = process.env['STRATA_DOCKER_PARTS']?.split(',') // e.g. "ab,scale-out,ssh" while developing
   if (!only || only.includes('ab')) await partAB()
   if (!only || only.includes('scale-out')) await partScaleOut()
   if (!only || only.includes('ssh')) await partSsh()
+  if (!only || only.includes('scale')) await partScale()
   log('all checks passed')
 } catch (err) {
   status = 1
   console.error(`\n[test:docker] FAILED: ${err?.stack ?? err}`)
 } finally {
   // Whatever happened: nothing of this project left behind.
-  for (const files of [['docker-compose.yml', 'docker-compose.redis.yml'], ['docker-compose.yml', 'docker-compose.ssh.yml']]) {
+  for (const files of [['docker-compose.yml', 'docker-compose.redis.yml'], ['docker-compose.yml', 'docker-compose.ssh.yml'], ['docker-compose.scale.yml']]) {
     cluster(files, ['scale-out']).down()
   }
   sh('docker', ['network', 'rm', 'myNet'], { capture: true, allowFail: true })

@@ -63,6 +63,8 @@ export interface BalancerOptions {
   readonly logger?: Logger | undefined
   /** ioredis client for the learn-mode table (shared by every node); owned by the caller. */
   readonly redis?: RedisClient | undefined
+  /** Redis key prefix of the learn-mode table (a pool's sessions under its own keys). Default `strata:learn:`. */
+  readonly learnKeyPrefix?: string | undefined
   /** How long a learn-table Redis lookup may take before it counts as a miss. Default 250. */
   readonly redisTimeoutMs?: number | undefined
   /** Random source in [0, 1) for random/p2c; injectable for tests. */
@@ -77,6 +79,12 @@ export interface BalancerOptions {
 type HashSource = { kind: 'ip' } | { kind: 'path' } | { kind: 'header'; name: string } | { kind: 'cookie'; name: string }
 
 const ID_PATTERN = /^[A-Za-z0-9._-]{1,64}$/
+/**
+ * A member found by DNS service discovery (see discovery.ts): `<entry id>@<IPv4 or IPv6 address>`,
+ * e.g. `web@10.0.3.7`, `web@::1`. Still free of quotes, spaces and slashes, so it stays safe in a
+ * log line, a metrics label and an admin URL path segment.
+ */
+const MEMBER_ID_PATTERN = /^[A-Za-z0-9._-]{1,64}@[0-9A-Fa-f:.]{2,45}$/
 const STICKY_ATTRIBUTES = '; Path=/; HttpOnly; SameSite=Lax'
 
 /**
@@ -96,6 +104,7 @@ export class Balancer {
   readonly #random: () => number
   readonly #redis: RedisClient | undefined
   readonly #redisTimeoutMs: number | undefined
+  readonly #learnKeyPrefix: string | undefined
   // The picking policy: set together by #applyPolicy (construction and reload), read by `pick`.
   // A pick is synchronous, so a reload swaps them between two picks, never during one.
   #algorithm: Algorithm = ALGORITHM.roundRobin
@@ -162,6 +171,7 @@ export class Balancer {
     this.#random = opts.random ?? Math.random
     this.#redis = opts.redis
     this.#redisTimeoutMs = opts.redisTimeoutMs
+    this.#learnKeyPrefix = opts.learnKeyPrefix
     this.#randomSecret = opts.stickySecret
     this.#applyPolicy(config, undefined)
 
@@ -319,12 +329,16 @@ export class Balancer {
     return out
   }
 
-  /** Adds an upstream; it ramps up over `slowStartMs`. STRATA_ADMIN_CONFLICT when the id exists. */
-  add(cfg: UpstreamConfig): UpstreamSnapshot {
+  /**
+   * Adds an upstream; it ramps up over `slowStartMs`. STRATA_ADMIN_CONFLICT when the id exists.
+   * `awaitCheck`: with health checks on, it takes no request until its first check passes
+   * (discovery: a replica has a DNS record before it listens).
+   */
+  add(cfg: UpstreamConfig, opts: { awaitCheck?: boolean } = {}): UpstreamSnapshot {
     validateUpstream(cfg, 'STRATA_ADMIN_BAD_BODY')
     if (this.#upstreams.has(cfg.id)) throw new StrataError('STRATA_ADMIN_CONFLICT', `upstream "${cfg.id}" already exists`)
     const now = this.#clock.now()
-    const u = new UpstreamState(cfg, this.#config.healthCheck !== null)
+    const u = new UpstreamState(cfg, this.#config.healthCheck !== null, opts.awaitCheck === true)
     u.markRecovered(now)
     this.#upstreams.set(u.id, u)
     this.#rebuildRings()
@@ -454,7 +468,7 @@ export class Balancer {
     }
     const learn =
       sticky?.mode === 'learn'
-        ? new LearnTable(sticky.cookie, { ttlMs: sticky.ttlMs, clock: this.#clock, logger: this.#log, redis: this.#redis, redisTimeoutMs: this.#redisTimeoutMs })
+        ? new LearnTable(sticky.cookie, { ttlMs: sticky.ttlMs, clock: this.#clock, logger: this.#log, redis: this.#redis, redisTimeoutMs: this.#redisTimeoutMs, keyPrefix: this.#learnKeyPrefix })
         : undefined
     this.#learn?.clear()
     this.#learn = learn
@@ -753,7 +767,9 @@ function parseHashOn(hashOn: string): HashSource {
 }
 
 function validateUpstream(cfg: UpstreamConfig, code: 'STRATA_CONFIG_INVALID' | 'STRATA_ADMIN_BAD_BODY'): void {
-  if (typeof cfg.id !== 'string' || !ID_PATTERN.test(cfg.id)) throw new StrataError(code, `upstream id must match ${ID_PATTERN.source}`)
+  if (typeof cfg.id !== 'string' || !(ID_PATTERN.test(cfg.id) || MEMBER_ID_PATTERN.test(cfg.id))) {
+    throw new StrataError(code, `upstream id must match ${ID_PATTERN.source}`)
+  }
   let url: URL
   try {
     url = new URL(cfg.url)

@@ -1,4 +1,6 @@
 export { Balancer } from './balancer.js'
+export { UpstreamDiscovery, staticUpstreams, defaultResolver, memberId, memberUrl, DEFAULT_RESOLVE_EVERY_MS } from './discovery.js'
+export type { Resolver, DiscoverySnapshot, UpstreamDiscoveryOptions, MemberSink } from './discovery.js'
 export type { BalancerEvents, BalancerOptions, DoneFn, PickRequest, PickResult, RequestOutcome } from './balancer.js'
 export { UPSTREAM_STATE, HEALTH } from './upstream-state.js'
 export type { Health, Upstream, UpstreamSnapshot, UpstreamStateName } from './upstream-state.js'

@@ -94,9 +94,15 @@ export class UpstreamState implements Upstream {
   #recoveredAt = Number.NEGATIVE_INFINITY
   #ewma: number | null = null
   #removed = false
+  /** Waiting for its first health check, which alone brings it up (a member discovery found at runtime). */
+  #awaitingCheck = false
 
-  /** `cfg` must be validated already (the balancer does; see `validateUpstream`). */
-  constructor(cfg: UpstreamConfig, checked: boolean) {
+  /**
+   * `cfg` must be validated already (the balancer does; see `validateUpstream`). `awaitCheck`:
+   * with health checks on, start down until the first good check (not optimistic), so a server
+   * that has a DNS record before it listens is not sent requests it cannot take.
+   */
+  constructor(cfg: UpstreamConfig, checked: boolean, awaitCheck = false) {
     const parsed = new URL(cfg.url)
     this.id = cfg.id
     this.url = cfg.url
@@ -105,7 +111,8 @@ export class UpstreamState implements Upstream {
     this.#weight = cfg.weight ?? 1
     this.#backup = cfg.backup ?? false
     // Optimistic start (as nginx): a configured server takes traffic until checks say otherwise.
-    this.#health = checked ? HEALTH.up : HEALTH.unchecked
+    this.#health = checked ? (awaitCheck ? HEALTH.down : HEALTH.up) : HEALTH.unchecked
+    this.#awaitingCheck = checked && awaitCheck
     this.plainPick = Object.freeze({ upstream: this })
   }
 
@@ -132,6 +139,7 @@ export class UpstreamState implements Upstream {
    * off (nothing can say up again, so a server that was down is back in).
    */
   setChecked(checked: boolean): void {
+    this.#awaitingCheck = false
     this.#rises = 0
     this.#falls = 0
     this.#health = checked ? HEALTH.up : HEALTH.unchecked
@@ -237,10 +245,12 @@ export class UpstreamState implements Upstream {
 
   /** Feeds one active health-check result; returns the new health when it changed. */
   checkResult(ok: boolean, rise: number, fall: number, now: number): Health | undefined {
+    const first = this.#awaitingCheck
+    this.#awaitingCheck = false
     if (ok) {
       this.#falls = 0
       if (this.#health === HEALTH.up) return undefined
-      if (++this.#rises < rise) return undefined
+      if (++this.#rises < rise && !first) return undefined
       this.#rises = 0
       this.#health = HEALTH.up
       this.#recoveredAt = now

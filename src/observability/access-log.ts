@@ -48,8 +48,9 @@ export function createAccessLog(logger: Logger, lines?: { write(s: string): unkn
   const prefix = `{"level":30,"time":`
   const pid = `,"pid":${process.pid},"method":`
   return (r) => {
-    // Upstream ids are validated to [A-Za-z0-9._-] and cache statuses are a fixed set, so only
-    // the method and the URL, which come from the client, need escaping.
+    // Upstream ids are validated to [A-Za-z0-9._-] (a discovered member adds `@` and an IP
+    // address) and cache statuses are a fixed set, so only the method and the URL, which come
+    // from the client, need escaping.
     stream.write(
       `${prefix}${Date.now()}${pid}${METHOD_JSON.get(r.method) ?? JSON.stringify(r.method)},"url":${JSON.stringify(r.url)},"status":${r.status},"ms":${twoDecimals(r.ms)}${r.upstream === undefined ? '' : `,"upstream":"${r.upstream}"`},"cache":"${r.cache}","reqId":${requestIdJson(r.id)},"msg":"request"}\n`,
     )

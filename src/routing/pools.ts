@@ -33,7 +33,10 @@ export class Pool implements ForwardPool {
   readonly name: string
   readonly balancer: Balancer
   readonly asyncPick: boolean
-  readonly discovery: UpstreamDiscovery | undefined
+  /** DNS discovery of the pool's `resolve: true` entries (made when the first such entry appears). */
+  #discovery: UpstreamDiscovery | undefined
+  readonly #log: Logger
+  readonly #resolver: Resolver | undefined
   #config: BalancerConfig
   #upstreams: readonly UpstreamConfig[]
 
@@ -45,16 +48,20 @@ export class Pool implements ForwardPool {
     this.balancer = new Balancer({
       upstreams: staticUpstreams(cfg.upstreams),
       config: cfg.balancer,
-      logger: deps.logger.child({ pool: cfg.name }),
+      logger: cfg.name === 'default' ? deps.logger : deps.logger.child({ pool: cfg.name }),
       ...(learn ? { redis: deps.learnRedis, learnKeyPrefix: learnPrefix(cfg.name) } : {}),
       redisTimeoutMs: deps.redisTimeoutMs,
       ...(deps.stickySecret === undefined ? {} : { stickySecret: deps.stickySecret }),
     })
     this.asyncPick = learn
     this.balancer.on('removed', deps.onRemoved)
-    this.discovery = cfg.upstreams.some((u) => u.resolve === true)
-      ? new UpstreamDiscovery({ balancer: this.balancer, entries: cfg.upstreams, logger: deps.logger.child({ pool: cfg.name }), ...(deps.resolver === undefined ? {} : { resolver: deps.resolver }) })
-      : undefined
+    this.#log = deps.logger.child({ pool: cfg.name })
+    this.#resolver = deps.resolver
+    this.#discovery = cfg.upstreams.some((u) => u.resolve === true) ? this.#makeDiscovery(cfg.upstreams) : undefined
+  }
+
+  #makeDiscovery(entries: readonly UpstreamConfig[]): UpstreamDiscovery {
+    return new UpstreamDiscovery({ balancer: this.balancer, entries, logger: this.#log, ...(this.#resolver === undefined ? {} : { resolver: this.#resolver }) })
   }
 
   get retries(): number {
@@ -73,7 +80,7 @@ export class Pool implements ForwardPool {
   /** Health checks begin and names resolve; resolves once the first DNS round is done. */
   async start(): Promise<void> {
     this.balancer.start()
-    await this.discovery?.start()
+    await this.#discovery?.start()
   }
 
   /**
@@ -86,21 +93,29 @@ export class Pool implements ForwardPool {
       this.#config = next.balancer
     }
     if (JSON.stringify(next.upstreams) !== JSON.stringify(this.#upstreams)) {
-      // Discovered members (`id@address`) stay until discovery itself finds them gone.
-      const members = this.balancer.list().filter((u) => u.id.includes('@')).map((u) => ({ id: u.id, url: u.url, weight: u.weight, backup: u.backup }))
-      this.balancer.setUpstreams([...staticUpstreams(next.upstreams), ...members])
-      this.discovery?.update(next.upstreams)
+      // Discovered members are passed along (with the new weights) so setUpstreams keeps them;
+      // discovery then drops, replaces or resolves what the new entries say.
+      this.balancer.setUpstreams([...staticUpstreams(next.upstreams), ...(this.#discovery?.memberConfigs(next.upstreams) ?? [])])
+      if (this.#discovery !== undefined) void this.#discovery.update(next.upstreams)
+      else if (next.upstreams.some((u) => u.resolve === true)) {
+        this.#discovery = this.#makeDiscovery(next.upstreams)
+        void this.#discovery.start()
+      }
       this.#upstreams = next.upstreams
     }
   }
 
   /** Discovered members by entry id (for GET /pools), or undefined without `resolve` entries. */
   discovered(): Record<string, string[]> | undefined {
-    return this.discovery?.snapshot()
+    const d = this.#discovery
+    if (d === undefined) return undefined
+    const out: Record<string, string[]> = {}
+    for (const entry of d.snapshot()) out[entry.id] = entry.members
+    return out
   }
 
   async close(): Promise<void> {
-    this.discovery?.close()
+    this.#discovery?.close()
     await this.balancer.close()
   }
 }
