@@ -153,7 +153,7 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
       throw err
     }
     const plan = planReload(current, next)
-    applyReload(plan.changed, plan.effective)
+    await applyReload(plan.changed, plan.effective)
     current = plan.effective
     logger.info({ file: opts.configFile, changed: plan.changed, restartRequired: plan.restartRequired }, 'config reloaded')
     // Last, so the line above is written at the level the operator had until now.
@@ -161,20 +161,22 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     return { changed: plan.changed, restartRequired: plan.restartRequired }
   }
   /** Applies the runtime keys of a reload to the running parts. */
-  const applyReload = (changed: readonly string[], next: StrataConfig): void => {
+  const applyReload = async (changed: readonly string[], next: StrataConfig): Promise<void> => {
     // Pools: balancer settings, then upstreams (so added ones follow the new health checks); new
     // pools start, retired ones finish their in-flight requests. Routes swap after the pools
     // exist, so no request is routed to a pool not yet built.
     if (changed.some((k) => k === 'upstreams' || k === 'pools' || k.startsWith('pools.') || k.startsWith('balancer.'))) {
       const applied = poolSet.apply(next)
-      void applied.started.catch((err: unknown) => logger.error({ err }, 'a pool added by the reload failed to start'))
-      void applied.retired.catch((err: unknown) => logger.error({ err }, 'a pool retired by the reload failed to close'))
+      // A new pool's first DNS round is done before any route can send it a request.
+      await applied.started.catch((err: unknown) => logger.error({ err }, 'a pool added by the reload failed to start'))
       // The Redis client for shared learn-mode sessions is made at startup only.
       if (learnRedis === undefined && config.cache.redis !== null && poolConfigs(next).some((p) => p.balancer.sticky?.mode === 'learn')) {
         logger.warn('sticky learn mode was turned on by a reload: its sessions stay local to this node until a restart shares them through Redis')
       }
-    }
-    if (changed.includes('routes')) pipeline.setRouter(Router.compile(next.routes))
+      if (changed.includes('routes')) pipeline.setRouter(Router.compile(next.routes))
+      // Pools no route names any more leave last; their in-flight requests finish.
+      void applied.retire().catch((err: unknown) => logger.error({ err }, 'a pool retired by the reload failed to close'))
+    } else if (changed.includes('routes')) pipeline.setRouter(Router.compile(next.routes))
     if (changed.some((k) => k.startsWith('cache.'))) cache.reconfigure(next.cache)
     if (changed.some((k) => k.startsWith('esi.'))) esi?.reconfigure(next.esi)
   }

@@ -5,7 +5,6 @@ import type { Upstream } from '../balancer/upstream-state.js'
 import { staticUpstreams, UpstreamDiscovery, type Resolver } from '../balancer/discovery.js'
 import type { RedisClient } from '../core/redis.js'
 import type { Logger } from '../observability/logger.js'
-import type { ForwardPool } from '../proxy/forward.js'
 
 /** One pool's effective config, named. */
 type NamedPoolConfig = ReturnType<typeof poolConfigs>[number]
@@ -25,11 +24,11 @@ export interface PoolDeps {
 }
 
 /**
- * One upstream pool at runtime: its balancer (algorithm, sticky sessions, health), its retry
+ * One upstream pool at runtime (what the forwarder calls a ForwardPool): its balancer (algorithm, sticky sessions, health), its retry
  * settings, and the DNS discovery of its `resolve: true` entries. The forwarder reads `retries`,
  * `retryOn` and `asyncPick` per request, so a reload applies to the next request.
  */
-export class Pool implements ForwardPool {
+export class Pool {
   readonly name: string
   readonly balancer: Balancer
   readonly asyncPick: boolean
@@ -161,11 +160,12 @@ export class PoolSet {
   }
 
   /**
-   * A reload's pools. New pools are built and started before the swap; the returned promise ends
-   * when retired ones are closed. The names of pools whose config changed are returned at once
-   * (synchronously, in `changed`).
+   * A reload's pools, in two steps so that no request is routed to a pool that is not there: new
+   * pools are built (and `started`: health checks, first DNS round) and existing ones reconfigured
+   * now; pools the config no longer names stay until `retire()`, which the caller runs once the
+   * new routes are in force. Returns the names of the pools that changed.
    */
-  apply(config: StrataConfig): { changed: string[]; started: Promise<void>; retired: Promise<void> } {
+  apply(config: StrataConfig): { changed: string[]; started: Promise<void>; retire(): Promise<void> } {
     const next = new Map<string, Pool>()
     const changed: string[] = []
     const fresh: Pool[] = []
@@ -178,21 +178,29 @@ export class PoolSet {
         changed.push(cfg.name)
         continue
       }
-      const before = JSON.stringify({ b: pool.config, u: pool.balancer.list().length })
+      const before = JSON.stringify(pool.config) + JSON.stringify(pool.balancer.list().map((u) => u.id))
       pool.reconfigure(cfg)
-      if (JSON.stringify({ b: pool.config, u: pool.balancer.list().length }) !== before) changed.push(cfg.name)
+      if (JSON.stringify(pool.config) + JSON.stringify(pool.balancer.list().map((u) => u.id)) !== before) changed.push(cfg.name)
       next.set(cfg.name, pool)
     }
     const gone = [...this.#pools.values()].filter((p) => !next.has(p.name))
-    this.#pools = next
-    this.#list = [...next.values()]
     for (const p of gone) changed.push(p.name)
-    // A retired pool's servers leave like removed upstreams: their pools close gracefully.
-    const retired = Promise.all(gone.map(async (p) => {
-      for (const u of p.balancer.list()) p.balancer.remove(u.id)
-      await p.close()
-    })).then(() => undefined)
-    return { changed, started: Promise.all(fresh.map((p) => p.start())).then(() => undefined), retired }
+    this.#set(new Map([...next, ...gone.map((p) => [p.name, p] as const)]))
+    const retire = async (): Promise<void> => {
+      if (gone.length === 0) return
+      this.#set(new Map([...this.#pools].filter(([name]) => next.has(name))))
+      // A retired pool's servers leave like removed upstreams: their connections close gracefully.
+      await Promise.all(gone.map(async (p) => {
+        for (const u of p.balancer.list()) p.balancer.remove(u.id)
+        await p.close()
+      }))
+    }
+    return { changed, started: Promise.all(fresh.map((p) => p.start())).then(() => undefined), retire }
+  }
+
+  #set(pools: ReadonlyMap<string, Pool>): void {
+    this.#pools = pools
+    this.#list = [...pools.values()]
   }
 
   async close(): Promise<void> {
