@@ -32,7 +32,12 @@ process.once('exit', () => {
   for (const p of live) p.kill('SIGKILL')
 })
 
-export async function spawnStrata(upstreams: string[], overrides: Record<string, unknown> = {}, env: Record<string, string> = {}): Promise<StrataProcess> {
+/**
+ * `hosts`: an /etc/hosts-style file the process sees in place of /etc/hosts (a private mount
+ * namespace, `unshare -m`: needs root), so names resolve through the system resolver to the
+ * addresses a test chose.
+ */
+export async function spawnStrata(upstreams: string[], overrides: Record<string, unknown> = {}, env: Record<string, string> = {}, opts: { hosts?: string } = {}): Promise<StrataProcess> {
   const dir = mkdtempSync(join(tmpdir(), 'strata-proc-'))
   const cfg = join(dir, 'config.json')
   writeFileSync(
@@ -45,7 +50,9 @@ export async function spawnStrata(upstreams: string[], overrides: Record<string,
       ...overrides,
     }),
   )
-  const child = spawn(process.execPath, [CLI, 'serve', '--config', cfg], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
+  const argv = [process.execPath, CLI, 'serve', '--config', cfg]
+  const [file, ...args] = opts.hosts === undefined ? argv : ['unshare', '-m', 'sh', '-c', 'mount --bind "$1" /etc/hosts && shift && exec "$@"', 'sh', opts.hosts, ...argv]
+  const child = spawn(file!, args, { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env } })
   live.add(child)
   let out = ''
   let err = ''

@@ -2,14 +2,12 @@ import { describe, expect, it, onTestFinished } from 'vitest'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createServer, type Server } from 'node:http'
-import type { AddressInfo } from 'node:net'
 import { Agent, request } from 'undici'
 import { pino } from 'pino'
 import { createStrata } from '../../src/app.js'
 import { loadConfigFile } from '../../src/config/load.js'
 import type { Resolver } from '../../src/balancer/discovery.js'
-import { startOrigin, type Origin } from '../helpers/origin.js'
+import { startOrigin, startReplicas, type Origin } from '../helpers/origin.js'
 import { TEST_TOKEN } from '../helpers/strata.js'
 import { waitFor } from '../helpers/ports.js'
 
@@ -51,29 +49,6 @@ async function startFromFile(config: Record<string, unknown>, resolver?: Resolve
     return { status: res.statusCode, body: (await res.body.json()) as { changed: string[] } }
   }
   return { strata, url: addr.proxy.url, adminUrl: addr.admin!.url, reload }
-}
-
-/** An HTTP server answering `<address> <url>` on each address, all on one port; returns the port. */
-async function loopbackReplicas(addresses: string[]): Promise<number> {
-  for (let attempt = 0; attempt < 20; attempt++) {
-    const servers = addresses.map((address) => createServer((req, res) => res.end(`${address} ${req.url}`)))
-    const listen = (server: Server, port: number, host: string) =>
-      new Promise<void>((resolve, reject) => {
-        server.once('error', reject)
-        server.listen(port, host, () => resolve())
-      })
-    try {
-      await listen(servers[0]!, 0, addresses[0]!)
-      const port = (servers[0]!.address() as AddressInfo).port
-      for (let i = 1; i < servers.length; i++) await listen(servers[i]!, port, addresses[i]!)
-      onTestFinished(() => Promise.all(servers.map((srv) => new Promise<void>((r) => { srv.closeAllConnections(); srv.close(() => r()) }))).then(() => undefined))
-      return port
-    } catch {
-      // The port was taken on another address: try another.
-      for (const srv of servers) if (srv.listening) srv.close()
-    }
-  }
-  throw new Error('no port free on every loopback address')
 }
 
 describe('routes and pools across a reload', () => {
@@ -134,7 +109,9 @@ describe('routes and pools across a reload', () => {
 
   it('discovers the members of a named pool and routes to them', async () => {
     // Replicas on two loopback addresses sharing one port, as behind one service name.
-    const memberPort = await loopbackReplicas(['127.0.0.2', '127.0.0.3'])
+    const replicas = await startReplicas(['127.0.0.2', '127.0.0.3'])
+    onTestFinished(() => replicas.close())
+    const memberPort = replicas.port
     let answer = [{ address: '127.0.0.2', family: 4 }]
     const resolver: Resolver = async (host) => (host === 'api.internal' ? answer : [])
     const web = await origin('web')
