@@ -361,5 +361,7 @@ export function resolveUpstream(input: unknown): { upstream: UpstreamConfig } | 
   }
   const entry = raw as { resolve?: unknown; resolveEveryMs?: unknown }
   if (entry.resolveEveryMs !== undefined && entry.resolve !== true) problems.push('resolveEveryMs: only with "resolve": true')
+  // The admin API adds servers; a name to resolve belongs in the config file (then a reload).
+  if (entry.resolve === true) problems.push('resolve: names to resolve are configured in the config file and applied by a reload; POST adds one server')
   return problems.length > 0 ? { problems } : { upstream: Object.freeze(raw as UpstreamConfig) }
 }

@@ -124,10 +124,11 @@ describe('config: pools', () => {
     expect(cfg.upstreams[1]!.resolveEveryMs).toBe(2000)
   })
 
-  it('resolveUpstream (POST /upstreams) takes resolve and resolveEveryMs too', () => {
+  it('resolveUpstream (POST /upstreams) adds servers: a name to resolve is refused, saying where it belongs', () => {
     expect(resolveUpstream({ id: 'web', url: 'http://web:3001', resolve: true, resolveEveryMs: 500 })).toEqual({
-      upstream: { id: 'web', url: 'http://web:3001', weight: 1, backup: false, resolve: true, resolveEveryMs: 500 },
+      problems: ['resolve: names to resolve are configured in the config file and applied by a reload; POST adds one server'],
     })
+    expect(resolveUpstream({ id: 'web', url: 'http://web:3001', resolve: false })).toEqual({ upstream: { id: 'web', url: 'http://web:3001', weight: 1, backup: false, resolve: false } })
     expect(resolveUpstream({ id: 'web', url: 'http://web:3001', resolveEveryMs: 500 })).toEqual({ problems: ['resolveEveryMs: only with "resolve": true'] })
     expect(resolveUpstream({ id: 'web', url: 'http://web:3001', resolve: 'yes' })).toEqual({ problems: ['resolve: must be boolean'] })
   })
