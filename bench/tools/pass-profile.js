@@ -1,15 +1,16 @@
-// Where the pass path's CPU goes (issue 14's closing note): strata in front of 2 origins that
-// answer 1 KB `no-store` (bench/balancer.js's setup), loaded with wrk -t1 -c50; a CPU profile of
-// the strata process over the measured window only (bench/profile-preload.js), summarised by
-// bench/cpuprofile-top.js into bench/results/pass-profile.md.
-//   node bench/pass-profile.js            (npm run build first; BENCH_SECONDS=8, PASS_LOG=on|off)
+// Where the pass path's CPU goes (issue 14's closing note); a tool, not part of `npm run bench`
+// (bench/run.js runs bench/*.js only). strata in front of 2 origins that answer 1 KB `no-store`
+// (bench/balancer.js's setup), loaded with wrk -t1 -c50; a CPU profile of the strata process
+// over the measured window only (bench/tools/profile-preload.js), summarised by
+// bench/tools/cpuprofile-top.js into bench/results/pass-profile.md.
+//   node bench/tools/pass-profile.js            (npm run build first; BENCH_SECONDS=8, PASS_LOG=on|off)
 // Also reports CPU µs per request from /proc in an unprofiled window of the same length, since the
 // profiler's own sampling costs a little.
 import { execFileSync } from 'node:child_process'
 import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs'
 import { cpus, loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ROOT, cpuTicks, load, loadTool, startNode, startStrata } from './lib.js'
+import { ROOT, cpuTicks, load, loadTool, startNode, startStrata } from '../lib.js'
 
 const SIZE = 1024
 const seconds = Number(process.env.BENCH_SECONDS ?? 8)
@@ -27,7 +28,7 @@ try {
   const load0 = loadavg().map((x) => x.toFixed(2)).join(' ')
   for (let i = 0; i < 2; i++) started.push(await startNode(join(ROOT, 'bench/servers/origin.js'), [String(SIZE), 'no-store']))
   const saved = process.env.NODE_OPTIONS
-  process.env.NODE_OPTIONS = `${saved ?? ''} --import ${join(ROOT, 'bench/profile-preload.js')}`.trim()
+  process.env.NODE_OPTIONS = `${saved ?? ''} --import ${join(ROOT, 'bench/tools/profile-preload.js')}`.trim()
   process.env.STRATA_PROFILE_OUT = out
   const strata = await startStrata({
     listen: { host: '127.0.0.1', port: 0 },
@@ -71,21 +72,21 @@ try {
   process.kill(pid, 'SIGWINCH')
   for (let i = 0; i < 100 && !existsSync(out); i++) await new Promise((r) => setTimeout(r, 100))
   await new Promise((r) => setTimeout(r, 300))
-  const summary = execFileSync(process.execPath, [join(ROOT, 'bench/cpuprofile-top.js'), out, '--top', '40'], { encoding: 'utf8', maxBuffer: 1 << 24 })
+  const summary = execFileSync(process.execPath, [join(ROOT, 'bench/tools/cpuprofile-top.js'), out, '--top', '40'], { encoding: 'utf8', maxBuffer: 1 << 24 })
   const commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8' }).trim()
   const md = `# Pass path profile (issue 14)
 
-- command: \`npm run build && node bench/pass-profile.js\` (BENCH_SECONDS=${seconds}, PASS_LOG=${access ? 'on' : 'off'}), commit ${commit}, ${new Date().toISOString()}
+- command: \`npm run build && node bench/tools/pass-profile.js\` (BENCH_SECONDS=${seconds}, PASS_LOG=${access ? 'on' : 'off'}), commit ${commit}, ${new Date().toISOString()}
 - setup: bench/balancer.js's pass case: strata (default config + 2 upstreams, round-robin, access log ${access ? 'on' : 'off'}) in front of 2 node origins answering 1 KB \`Cache-Control: no-store\`; ${loadTool} -t1 -c50 on \`/item\`
 - machine: ${cpus()[0]?.model ?? '?'}, ${cpus().length} cores; Node ${process.version}; load average before ${load0}, after ${loadavg().map((x) => x.toFixed(2)).join(' ')} (other jobs share the machine: read shares, not absolute times)
 - unprofiled window: ${Math.round(plain.rps)} req/s, ${plainCpu.toFixed(1)} µs CPU per request (strata process, /proc): ${plainUser.toFixed(1)} µs user + ${plainSys.toFixed(1)} µs system (kernel: socket reads and writes, epoll; on loopback the sender's write also runs the receiving side's TCP processing)
 - the Node floor, same load, same window length: bench/servers/min-proxy.js (node:http server → undici Pool → headers and body written back, nothing else): ${Math.round(floor.rps)} req/s, ${(floorUser + floorSys).toFixed(1)} µs CPU per request (${floorUser.toFixed(1)} user + ${floorSys.toFixed(1)} system); strata/floor CPU per request ${(plainCpu / (floorUser + floorSys)).toFixed(2)}
-- profiled window: ${Math.round(profiled.rps)} req/s, ${profCpu.toFixed(1)} µs CPU per request; V8 CPU profile of that window only (bench/profile-preload.js, 100 µs sampling), summarised by bench/cpuprofile-top.js. "syscalls (socket writes)" is time inside the native writev/writeBuffer calls; "(program)" is native time V8 could not attribute (libuv polling, socket reads, the llhttp parser in C).
+- profiled window: ${Math.round(profiled.rps)} req/s, ${profCpu.toFixed(1)} µs CPU per request; V8 CPU profile of that window only (bench/tools/profile-preload.js, 100 µs sampling), summarised by bench/tools/cpuprofile-top.js. "syscalls (socket writes)" is time inside the native writev/writeBuffer calls; "(program)" is native time V8 could not attribute (libuv polling, socket reads, the llhttp parser in C).
 
 ${summary}`
   const file = join(ROOT, 'bench/results/pass-profile.md')
   // Hand-written reading kept across runs: everything from the marker on.
-  const MARK = '<!-- reading: kept by bench/pass-profile.js across runs -->'
+  const MARK = '<!-- reading: kept by bench/tools/pass-profile.js across runs -->'
   const old = existsSync(file) ? readFileSync(file, 'utf8') : ''
   const kept = old.includes(MARK) ? old.slice(old.indexOf(MARK)) : `${MARK}\n`
   writeFileSync(file, `${md}\n${kept}`)

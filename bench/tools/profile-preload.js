@@ -1,6 +1,6 @@
 // Preloaded into a profiled server (`node --import ./bench/profile-preload.js …`, or NODE_OPTIONS):
 // SIGUSR2 starts the V8 CPU profiler, SIGWINCH stops it and writes the profile to
-// $STRATA_PROFILE_OUT (a .cpuprofile file, readable by bench/cpuprofile-top.js or Chrome DevTools).
+// $STRATA_PROFILE_OUT (a .cpuprofile file, readable by bench/tools/cpuprofile-top.js or Chrome DevTools).
 // Unlike --cpu-prof it covers only the window the bench asks for (no start-up, no warm-up) and is
 // allowed in NODE_OPTIONS. Sampling interval: $STRATA_PROFILE_US µs (default 100).
 import { writeFileSync } from 'node:fs'

@@ -1,6 +1,6 @@
 // Summarises a V8 .cpuprofile (node --cpu-prof): self time per function and per group (strata
 // JS, node http server, undici client, fastify, GC, idle, ...), as Markdown. Usage:
-//   node bench/cpuprofile-top.js <file.cpuprofile> [--top 30] [--from ms] [--to ms]
+//   node bench/tools/cpuprofile-top.js <file.cpuprofile> [--top 30] [--from ms] [--to ms]
 // --from/--to keep only samples in that window (ms since the profile started), e.g. the load
 // phase without start-up.
 import { readFileSync } from 'node:fs'
