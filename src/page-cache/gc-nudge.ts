@@ -3,15 +3,18 @@
  * what V8 sees of a 64 KB page is a few dozen bytes, and it collects late:
  * - every byte read from the origin first arrives in a socket read buffer (Node allocates 64 KB
  *   per read), garbage once the body is copied into the cache. Those die young, but a scavenge
- *   only comes when the 16 MB semi-space fills with JS objects, about a thousand requests later:
- *   by then ~60 MB of read buffers were resident (bench/rss.js: 31 MB cached, RSS +61 MB);
+ *   only comes when the 16 MB semi-space fills with JS objects or V8's external-memory limit
+ *   trips (bench/rss.js, 600 pages in: 29 MB of array buffers beyond the cached bodies with a
+ *   scavenge asked every 8 MB stored, 3 MB with one every 1 MB);
  * - an evicted body is old-generation garbage that waits for a major collection, which V8 starts
  *   for external memory only 64 MB (a fixed soft limit) past the last one.
  * glibc keeps the heap that peak grew to (it returns only the top of its heap to the OS), so the
- * peak stays in RSS after the churn ends.
+ * peak stays in RSS after the churn ends. (The rest of the growth during a fill is V8's own: the
+ * new space grows to its 32 MB, and TurboFan's zones peak near 46 MB while the fill path gets
+ * optimised; neither is the cache's to change.)
  *
  * The memory store counts the bytes it stores and drops; each `thresholdBytes` stored asks for a
- * scavenge (about a millisecond), each `thresholdBytes` dropped for a major collection. V8 runs
+ * scavenge (2-5 ms in bench/rss.js's traces), each `thresholdBytes` dropped for a major collection. V8 runs
  * both from a task of its own, not inside the store's call. A cache that does not fill or evict
  * never asks.
  */
