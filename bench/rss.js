@@ -42,12 +42,16 @@ try {
   let next = 0
   let bad = 0
   let peak = 0
+  /** RSS every 500 pages: where the growth happens (before the first eviction or after). */
+  const curve = []
   const worker = async () => {
     while (next < pages) {
       const i = next++
       if (i % 500 === 0) {
         bar.step(`${i}/${pages} pages (${Math.round((i * PAGE) / MB)} MB)`)
-        peak = Math.max(peak, rss(strata.child.pid) ?? 0)
+        const now = rss(strata.child.pid) ?? 0
+        curve.push([i, Math.round(now / MB)])
+        peak = Math.max(peak, now)
       }
       const { statusCode, body } = await pool.request({ method: 'GET', path: `/bytes/${PAGE}/${i}` })
       await body.dump({ limit: Infinity })
@@ -66,11 +70,12 @@ try {
   console.log('| ---: | ---: | ---: | ---: | ---: | ---: |')
   const mb = (b) => (b === undefined ? '–' : `${(b / MB).toFixed(0)} MB`)
   console.log(`| ${mb(rssStart)} | ${mb(rssEnd)} | ${mb(peak)} | ${mb(cache.l1?.bytes)} | ${cache.l1?.entries ?? '–'} | ${mb(limit)} |`)
+  console.log(`RSS (MB) by pages filled (the cache is full after ~${Math.floor(maxBytes / PAGE)}): ${curve.map(([i, m]) => `${i}: ${m}`).join(', ')}`)
   report(
     'rss',
     {},
     { 'RSS after fill / limit': rssEnd / limit, 'peak RSS / limit': peak / limit, 'L1 bytes / maxBytes': (cache.l1?.bytes ?? NaN) / maxBytes },
-    { maxBytes, pageBytes: PAGE, pages, rssStart, rssEnd, peak, l1: cache.l1, non200: bad },
+    { maxBytes, pageBytes: PAGE, pages, rssStart, rssEnd, peak, curve, l1: cache.l1, non200: bad },
     { 'RSS after fill / limit': { max: 1 }, 'peak RSS / limit': { max: 1 }, 'L1 bytes / maxBytes': { max: 1 } },
   )
   if (bad > 0) process.exitCode = 1

@@ -4,6 +4,7 @@
  */
 import { LRUCache } from 'lru-cache'
 import { systemClock, type Clock } from '../core/clock.js'
+import { GarbageNudge, defaultNudgeBytes, type GcRequest } from './gc-nudge.js'
 import { selectsEntry, soften, withVariant, type PageStore, type PurgeOptions, type PurgeSelector, type StoreStats } from './store.js'
 import type { CacheEntry } from './types.js'
 
@@ -15,6 +16,15 @@ const yieldToLoop = () => new Promise<void>((resolve) => setImmediate(resolve))
 export interface MemoryStoreOptions {
   maxBytes: number
   clock?: Clock
+  /**
+   * Bytes stored after which V8 is asked for a scavenge, and bytes dropped (evicted, deleted,
+   * purged) after which it is asked for a major collection, so dead read buffers and bodies do not
+   * stay resident until V8 notices them (see gc-nudge.ts). Default: maxBytes / 16, between 4 and
+   * 64 MB; 0 turns the nudge off.
+   */
+  gcNudgeBytes?: number
+  /** How the nudge asks for a collection (tests); default V8's own. */
+  requestGc?: GcRequest
 }
 
 function sizeOf(variants: readonly CacheEntry[]): number {
@@ -27,13 +37,28 @@ export class MemoryStore implements PageStore {
   readonly name = 'memory'
   #lru: LRUCache<string, readonly CacheEntry[]>
   #clock: Clock
+  readonly #nudge: GarbageNudge | undefined
 
   constructor(opts: MemoryStoreOptions) {
     this.#clock = opts.clock ?? systemClock
+    const nudgeBytes = opts.gcNudgeBytes ?? defaultNudgeBytes(opts.maxBytes)
+    const nudge = nudgeBytes > 0 ? new GarbageNudge(nudgeBytes, opts.requestGc) : undefined
+    this.#nudge = nudge
     this.#lru = new LRUCache<string, readonly CacheEntry[]>({
       maxSize: Math.max(1, opts.maxBytes),
       sizeCalculation: sizeOf,
+      // 'set' replaces a variant list whose entries mostly live on in the new list: not counted.
+      ...(nudge !== undefined && {
+        dispose: (variants: readonly CacheEntry[], _key: string, reason: LRUCache.DisposeReason) => {
+          if (reason !== 'set') nudge.dropped(sizeOf(variants))
+        },
+      }),
     })
+  }
+
+  /** Collections asked for after stores (minor) and drops (major); zeros when the nudge is off. */
+  get gcNudges(): { minor: number; major: number } {
+    return { ...(this.#nudge?.requested ?? { minor: 0, major: 0 }) }
   }
 
   /** Synchronous: the L1 hot path does not wait for a microtask. */
@@ -58,6 +83,7 @@ export class MemoryStore implements PageStore {
 
   set(entry: CacheEntry): void {
     if (entry.size > this.#lru.maxSize) return
+    this.#nudge?.stored(entry.size)
     this.#lru.set(entry.key, withVariant(this.#lru.peek(entry.key), entry))
   }
 

@@ -9,6 +9,7 @@
  * two round trips can leave an entry without a TTL.
  */
 import { Packr } from 'msgpackr'
+import { ownedBytes } from './owned-bytes.js'
 import type { Logger } from 'pino'
 import type { RedisOption } from '../config/schema.js'
 import { systemClock, type Clock } from '../core/clock.js'
@@ -57,8 +58,8 @@ export function encodeEntry(e: CacheEntry): Buffer {
 
 export function decodeEntry(buf: Buffer): CacheEntry {
   const e = packr.unpack(buf) as CacheEntry
-  const b = e.body as unknown as Uint8Array
-  if (!Buffer.isBuffer(b)) e.body = Buffer.from(b.buffer, b.byteOffset, b.byteLength)
+  // msgpackr hands out a view into the reply buffer: the entry gets bytes of its own.
+  e.body = ownedBytes(e.body as unknown as Uint8Array)
   return e
 }
 

@@ -6,6 +6,7 @@
  * cache (and coalesced waiters) still get the response.
  */
 import { PassThrough, type Readable } from 'node:stream'
+import { ownedConcat } from './owned-bytes.js'
 
 const ignore = () => {}
 
@@ -37,7 +38,7 @@ export class BodyTee {
     src.on('data', (chunk: Buffer) => this.#onData(chunk))
     src.once('end', () => {
       this.#ended = true
-      if (this.#storing) this.#finish(Buffer.concat(this.#chunks, this.#size))
+      if (this.#storing) this.#finish(ownedConcat(this.#chunks, this.#size))
       this.#client?.end()
     })
     src.once('error', (err) => {
