@@ -247,6 +247,11 @@ export const CacheSchema = Obj({
     ignoreQuery: Type.Array(Type.String({ minLength: 1 }), { default: [] }),
     sortQuery: Type.Boolean({ default: false }),
   }),
+  /**
+   * Ask V8 to collect what the cache drops (a scavenge per maxBytes/16 stored, a major collection
+   * per maxBytes/16 evicted, at most one every 500 ms), so RSS stays near maxBytes under churn.
+   */
+  gcNudge: Type.Boolean({ default: true }),
   coalesce: Obj({
     enabled: Type.Boolean({ default: true }),
     maxWaiters: Type.Integer({ minimum: 0, default: 1000 }),

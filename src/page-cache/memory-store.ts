@@ -25,6 +25,8 @@ export interface MemoryStoreOptions {
   gcNudgeBytes?: number
   /** How the nudge asks for a collection (tests); default V8's own. */
   requestGc?: GcRequest
+  /** The least time between two major collections the nudge asks for (default 500 ms). */
+  gcMinMajorGapMs?: number
 }
 
 function sizeOf(variants: readonly CacheEntry[]): number {
@@ -42,7 +44,7 @@ export class MemoryStore implements PageStore {
   constructor(opts: MemoryStoreOptions) {
     this.#clock = opts.clock ?? systemClock
     const nudgeBytes = opts.gcNudgeBytes ?? defaultNudgeBytes(opts.maxBytes)
-    const nudge = nudgeBytes > 0 ? new GarbageNudge(nudgeBytes, opts.requestGc) : undefined
+    const nudge = nudgeBytes > 0 ? new GarbageNudge(nudgeBytes, opts.requestGc, opts.gcMinMajorGapMs === undefined ? {} : { minMajorGapMs: opts.gcMinMajorGapMs }) : undefined
     this.#nudge = nudge
     this.#lru = new LRUCache<string, readonly CacheEntry[]>({
       maxSize: Math.max(1, opts.maxBytes),

@@ -69,7 +69,7 @@ export class PageCache {
     this.#config = opts.config
     this.#clock = opts.clock ?? systemClock
     this.#key = createKeyFunction(opts.config.key)
-    this.#l1 = new MemoryStore({ maxBytes: opts.config.maxBytes, clock: this.#clock })
+    this.#l1 = new MemoryStore({ maxBytes: opts.config.maxBytes, clock: this.#clock, ...(opts.config.gcNudge === false ? { gcNudgeBytes: 0 } : {}) })
     this.nodeId = opts.nodeId ?? randomUUID()
     this.#s = createCounters()
     this.#ctx = {

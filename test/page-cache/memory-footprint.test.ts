@@ -47,7 +47,7 @@ describe('owned bytes: a stored body never pins a larger backing store', () => {
 describe('GarbageNudge', () => {
   it('asks once per threshold of dropped bytes', () => {
     const asked: string[] = []
-    const n = new GarbageNudge(100, (kind) => asked.push(kind))
+    const n = new GarbageNudge(100, (kind) => asked.push(kind), { minMajorGapMs: 0 })
     n.dropped(60)
     expect(asked).toEqual([])
     n.dropped(60)
@@ -63,6 +63,23 @@ describe('GarbageNudge', () => {
     n.stored(100)
     expect(asked).toEqual(['major', 'major', 'minor'])
     expect(n.requested).toEqual({ minor: 1, major: 2 })
+  })
+
+  it('spaces major collections at least minMajorGapMs apart under churn, and asks once the gap has passed', () => {
+    const asked: string[] = []
+    let now = 1000
+    const n = new GarbageNudge(100, (kind) => asked.push(kind), { minMajorGapMs: 500, now: () => now })
+    n.dropped(100)
+    expect(asked).toEqual(['major'])
+    // Churn: thousands of bytes dropped within the gap ask for nothing more.
+    for (let i = 0; i < 50; i++) n.dropped(100)
+    expect(asked).toEqual(['major'])
+    now += 499
+    n.dropped(100)
+    expect(asked).toEqual(['major'])
+    now += 1
+    n.dropped(1)
+    expect(asked).toEqual(['major', 'major'])
   })
 
   it('defaults to a sixteenth of maxBytes, between 4 and 64 MB', () => {
@@ -84,7 +101,7 @@ describe('MemoryStore asks for a collection after dropping bytes', () => {
   it('counts stores (minor) and evictions and deletions (major), not a variant list replaced by set', () => {
     const clock = new ManualClock()
     const asked: string[] = []
-    const store = new MemoryStore({ maxBytes: 10_000, clock, gcNudgeBytes: 5_000, requestGc: (kind) => asked.push(kind) })
+    const store = new MemoryStore({ maxBytes: 10_000, clock, gcNudgeBytes: 5_000, requestGc: (kind) => asked.push(kind), gcMinMajorGapMs: 0 })
     for (let i = 0; i < 4; i++) store.set(makeEntry(clock, { key: `http://h/${i}`, body: Buffer.alloc(2000) }))
     expect(asked).toEqual(['minor']) // ~9.2 KB stored, all fit: nothing dropped
     // Same key and variant again: the list is replaced, not dropped.
