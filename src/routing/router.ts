@@ -129,6 +129,9 @@ function headerHolds(value: string | string[] | undefined, expected: string | un
 export class Router {
   readonly #routes: readonly Compiled[]
   readonly #usesHost: boolean
+  /** The last Host header seen and its normalized name: a site's requests mostly share one. */
+  #lastHost = ''
+  #lastName = ''
   /** No routes configured: match() returns the default route at once. */
   readonly empty: boolean
 
@@ -153,7 +156,14 @@ export class Router {
    */
   match(method: string, host: string, path: string, headers: Headers): Route {
     if (this.empty) return DEFAULT_ROUTE
-    const name = this.#usesHost ? hostName(host) : ''
+    let name = ''
+    if (this.#usesHost) {
+      if (host !== this.#lastHost) {
+        this.#lastName = hostName(host)
+        this.#lastHost = host
+      }
+      name = this.#lastName
+    }
     for (const r of this.#routes) {
       if (r.methods !== undefined && !r.methods.has(method)) continue
       if (r.pathPrefix !== undefined && !path.startsWith(r.pathPrefix)) continue
