@@ -46,6 +46,14 @@ export class PassToClient implements ForwardSink {
   #heldEnd = false
   /** `error` answered or cut the response: nothing more is written. */
   #failed = false
+  /** The head's Content-Length until the first chunk comes (-1: unknown, or a chunk came). */
+  #expect = -1
+  /**
+   * The whole body, when it came as one chunk: written with the end, so Node's OutgoingMessage
+   * runs once (`end(chunk)`) instead of twice (`write` then `end`). Only a chunk that is the whole
+   * declared body is held, so nothing waits for a chunk that may never come (a stream, SSE).
+   */
+  #whole: Buffer | undefined
 
   constructor(hooks: PassHooks, creq: CacheRequest, req: IncomingMessage, res: ServerResponse, fwd: string, log: AccessLog | undefined, start: number, fallback: (req: IncomingMessage, res: ServerResponse) => void) {
     this.#hooks = hooks
@@ -86,6 +94,8 @@ export class PassToClient implements ForwardSink {
       return false
     }
     this.#upstream = head.upstreamId
+    const length = head.headers['content-length']
+    if (typeof length === 'string' && creq.method !== 'HEAD') this.#expect = Number(length)
     const headers = passHeaders(head.headers, this.#fwd)
     if (head.setCookie !== undefined) appendSetCookie(headers, head.setCookie)
     this.#hooks.timing(headers, this.#start)
@@ -124,6 +134,20 @@ export class PassToClient implements ForwardSink {
       this.#held.push(chunk)
       return
     }
+    if (this.#expect !== -1) {
+      const whole = chunk.length === this.#expect
+      this.#expect = -1
+      if (whole) {
+        this.#whole = chunk
+        return
+      }
+    }
+    const whole = this.#whole
+    if (whole !== undefined) {
+      // More than the declared length: undici fails such a response; write in order all the same.
+      this.#whole = undefined
+      this.#res.write(whole)
+    }
     if (!this.#res.write(chunk) && !this.#closed) {
       this.#controller?.pause()
       this.#res.once('drain', this.#resume)
@@ -135,7 +159,12 @@ export class PassToClient implements ForwardSink {
       this.#heldEnd = true
       return
     }
-    this.#res.end()
+    const whole = this.#whole
+    if (whole === undefined) this.#res.end()
+    else {
+      this.#whole = undefined
+      this.#res.end(whole)
+    }
     this.#logLine(this.#res.statusCode)
   }
 
