@@ -1,10 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
 import type { StrataError } from '../core/errors.js'
-import { appendSetCookie } from '../core/headers.js'
 import type { AccessLog } from '../observability/access-log.js'
 import { REQUEST_ID_HEADER } from '../observability/request-id.js'
-import { passHeaders, type CacheRequest } from '../page-cache/index.js'
+import { passHeaderList, type CacheRequest } from '../page-cache/index.js'
 import { classifyUpstreamError, type ForwardHead, type ForwardSink } from './forward.js'
 import { errorResponse } from './raw-response.js'
 
@@ -19,8 +18,8 @@ export interface PassHooks {
    * The client gets the response once it is done, as on the full path.
    */
   invalidate(req: CacheRequest, status: number, headers: Record<string, string | string[]>): Promise<void> | undefined
-  /** Adds Server-Timing to the response head when it is on (`start`: when the request arrived). */
-  timing(headers: Record<string, string | string[]>, start: number): void
+  /** The Server-Timing value for the response head when it is on, else undefined (`start`: when the request arrived). */
+  timing(start: number): string | undefined
 }
 
 /**
@@ -96,9 +95,7 @@ export class PassToClient implements ForwardSink {
     this.#upstream = head.upstreamId
     const length = head.headers['content-length']
     if (typeof length === 'string' && creq.method !== 'HEAD') this.#expect = Number(length)
-    const headers = passHeaders(head.headers, this.#fwd)
-    if (head.setCookie !== undefined) appendSetCookie(headers, head.setCookie)
-    this.#hooks.timing(headers, this.#start)
+    const headers = passHeaderList(head.headers, this.#fwd, head.setCookie, this.#hooks.timing(this.#start))
     const invalidating = this.#hooks.invalidate(creq, head.statusCode, head.headers)
     if (invalidating === undefined) return this.#writeHead(head.statusCode, headers)
     // Hold the response (and the upstream) until the cache has forgotten what it changed.
@@ -117,7 +114,7 @@ export class PassToClient implements ForwardSink {
   }
 
   /** Writes the head; false (the client already answered with a 502) when Node refuses it. */
-  #writeHead(status: number, headers: Record<string, string | string[]>): boolean {
+  #writeHead(status: number, headers: (string | string[])[]): boolean {
     try {
       this.#res.writeHead(status, headers)
       return true
