@@ -100,13 +100,13 @@ export async function startNode(script, args = [], { match = 'listening', env = 
  * file, as `strata serve > strata.log` would in production: a pipe read by this process would
  * charge the log consumer's CPU to strata on a 2-core machine.
  */
-export async function startStrata(config) {
+export async function startStrata(config, { cli = join(ROOT, 'dist/cli.js') } = {}) {
   const dir = mkdtempSync(join(tmpdir(), 'strata-bench-'))
   const file = join(dir, 'config.json')
   const log = join(dir, 'strata.log')
   writeFileSync(file, JSON.stringify(config))
   const out = openSync(log, 'w')
-  const child = spawn(process.execPath, [join(ROOT, 'dist/cli.js'), 'serve', '--config', file], { cwd: ROOT, stdio: ['ignore', out, 'inherit'] })
+  const child = spawn(process.execPath, [cli, 'serve', '--config', file], { cwd: ROOT, stdio: ['ignore', out, 'inherit'] })
   closeSync(out)
   children.add(child)
   child.once('exit', () => children.delete(child))

@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type LabelValues } from 'prom-client'
 import type { AccessLog, AccessRecord } from './access-log.js'
 import { DURATION_BUCKETS, RequestTally } from './request-tally.js'
+import { UpstreamTally } from './upstream-tally.js'
 
 export { CACHE_STATUSES } from './request-tally.js'
 
@@ -69,10 +70,8 @@ export class StrataMetrics {
   readonly registry: Registry
   /** The per-request counters (see RequestTally for why they are not prom-client instruments). */
   readonly requests = new RequestTally()
-  readonly #upstreamDuration: Histogram<'pool' | 'upstream'>
-  /** Histogram children by pool, then upstream id: no label object or key string per attempt. */
-  readonly #upstreamChildren = new Map<string, Map<string, { observe(v: number): void }>>()
-  readonly #upstreamFailures: Counter<'pool' | 'upstream'>
+  /** Upstream attempt times and failures, in typed arrays for the same reason. */
+  readonly #upstreams = new UpstreamTally()
   readonly #esiDuration: { observe(v: number): void }
   readonly #esiIncludes: Counter<'outcome'>
   readonly #purges: Counter<'kind'>
@@ -85,8 +84,7 @@ export class StrataMetrics {
 
     this.requests.register(registry)
 
-    this.#upstreamDuration = new Histogram({ name: 'strata_upstream_duration_seconds', help: 'Time to the upstream response head, per upstream attempt.', labelNames: ['pool', 'upstream'], buckets: BUCKETS, registers: [registry] })
-    this.#upstreamFailures = new Counter({ name: 'strata_upstream_failures_total', help: 'Upstream attempts that failed (connect error, timeout, reset or 5xx).', labelNames: ['pool', 'upstream'], registers: [registry] })
+    this.#upstreams.register(registry)
     this.#esiDuration = new Histogram({ name: 'strata_esi_assembly_duration_seconds', help: 'Time to assemble an ESI page on the full path (fragments fetched as needed).', buckets: BUCKETS, registers: [registry] })
     this.#esiIncludes = new Counter({ name: 'strata_esi_includes_total', help: 'ESI includes by outcome.', labelNames: ['outcome'], registers: [registry] })
     this.#purges = new Counter({ name: 'strata_purges_total', help: 'Purge commands by kind (urls, prefix, pattern, tags, all).', labelNames: ['kind'], registers: [registry] })
@@ -114,12 +112,7 @@ export class StrataMetrics {
   /** One upstream attempt ended (the forwarder's hook), in the pool `pool`. */
   upstreamAttempt(pool: string, upstreamId: string, o: { ok: boolean; statusCode?: number | undefined; aborted?: boolean | undefined; durationMs: number }): void {
     if (o.aborted === true) return
-    let children = this.#upstreamChildren.get(pool)
-    if (children === undefined) this.#upstreamChildren.set(pool, (children = new Map()))
-    let child = children.get(upstreamId)
-    if (child === undefined) children.set(upstreamId, (child = this.#upstreamDuration.labels({ pool, upstream: upstreamId })))
-    child.observe(o.durationMs / 1000)
-    if (!o.ok || (o.statusCode ?? 0) >= 500) this.#upstreamFailures.labels({ pool, upstream: upstreamId }).inc()
+    this.#upstreams.observe(pool, upstreamId, o.durationMs, !o.ok || (o.statusCode ?? 0) >= 500)
   }
 
   esiAssembled(ms: number): void {
@@ -146,13 +139,10 @@ export class StrataMetrics {
     const t = this.requests
     const byUpstream = new Map<string, number>()
     const byPool = new Map<string, number>()
-    for (const v of (await this.#upstreamDuration.get()).values) {
-      if ((v as { metricName?: string }).metricName !== 'strata_upstream_duration_seconds_count') continue
-      const id = String(v.labels['upstream'])
-      const pool = String(v.labels['pool'])
+    for (const { pool, upstream, count } of this.#upstreams.series()) {
       // Summed: an id a reload moved to another pool has a series in each.
-      byUpstream.set(id, (byUpstream.get(id) ?? 0) + v.value)
-      byPool.set(pool, (byPool.get(pool) ?? 0) + v.value)
+      byUpstream.set(upstream, (byUpstream.get(upstream) ?? 0) + count)
+      byPool.set(pool, (byPool.get(pool) ?? 0) + count)
     }
     // fromEntries defines own keys: an id or pool named `__proto__` stays a plain key.
     const upstreamRequests = Object.fromEntries(byUpstream)

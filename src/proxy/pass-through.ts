@@ -1,10 +1,9 @@
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import type { Dispatcher } from 'undici'
 import type { StrataError } from '../core/errors.js'
-import { appendSetCookie } from '../core/headers.js'
 import type { AccessLog } from '../observability/access-log.js'
 import { REQUEST_ID_HEADER } from '../observability/request-id.js'
-import { passHeaders, type CacheRequest } from '../page-cache/index.js'
+import { passHeaderList, type CacheRequest } from '../page-cache/index.js'
 import { classifyUpstreamError, type ForwardHead, type ForwardSink } from './forward.js'
 import { errorResponse } from './raw-response.js'
 
@@ -19,8 +18,8 @@ export interface PassHooks {
    * The client gets the response once it is done, as on the full path.
    */
   invalidate(req: CacheRequest, status: number, headers: Record<string, string | string[]>): Promise<void> | undefined
-  /** Adds Server-Timing to the response head when it is on (`start`: when the request arrived). */
-  timing(headers: Record<string, string | string[]>, start: number): void
+  /** The Server-Timing value for the response head when it is on, else undefined (`start`: when the request arrived). */
+  timing(start: number): string | undefined
 }
 
 /**
@@ -46,6 +45,14 @@ export class PassToClient implements ForwardSink {
   #heldEnd = false
   /** `error` answered or cut the response: nothing more is written. */
   #failed = false
+  /** The head's Content-Length until the first chunk comes (-1: unknown, or a chunk came). */
+  #expect = -1
+  /**
+   * The whole body, when it came as one chunk: written with the end, so Node's OutgoingMessage
+   * runs once (`end(chunk)`) instead of twice (`write` then `end`). Only a chunk that is the whole
+   * declared body is held, so nothing waits for a chunk that may never come (a stream, SSE).
+   */
+  #whole: Buffer | undefined
 
   constructor(hooks: PassHooks, creq: CacheRequest, req: IncomingMessage, res: ServerResponse, fwd: string, log: AccessLog | undefined, start: number, fallback: (req: IncomingMessage, res: ServerResponse) => void) {
     this.#hooks = hooks
@@ -86,9 +93,9 @@ export class PassToClient implements ForwardSink {
       return false
     }
     this.#upstream = head.upstreamId
-    const headers = passHeaders(head.headers, this.#fwd)
-    if (head.setCookie !== undefined) appendSetCookie(headers, head.setCookie)
-    this.#hooks.timing(headers, this.#start)
+    const length = head.headers['content-length']
+    if (typeof length === 'string' && creq.method !== 'HEAD') this.#expect = Number(length)
+    const headers = passHeaderList(head.headers, this.#fwd, head.setCookie, this.#hooks.timing(this.#start))
     const invalidating = this.#hooks.invalidate(creq, head.statusCode, head.headers)
     if (invalidating === undefined) return this.#writeHead(head.statusCode, headers)
     // Hold the response (and the upstream) until the cache has forgotten what it changed.
@@ -107,7 +114,7 @@ export class PassToClient implements ForwardSink {
   }
 
   /** Writes the head; false (the client already answered with a 502) when Node refuses it. */
-  #writeHead(status: number, headers: Record<string, string | string[]>): boolean {
+  #writeHead(status: number, headers: (string | string[])[]): boolean {
     try {
       this.#res.writeHead(status, headers)
       return true
@@ -124,6 +131,20 @@ export class PassToClient implements ForwardSink {
       this.#held.push(chunk)
       return
     }
+    if (this.#expect !== -1) {
+      const whole = chunk.length === this.#expect
+      this.#expect = -1
+      if (whole) {
+        this.#whole = chunk
+        return
+      }
+    }
+    const whole = this.#whole
+    if (whole !== undefined) {
+      // More than the declared length: undici fails such a response; write in order all the same.
+      this.#whole = undefined
+      this.#res.write(whole)
+    }
     if (!this.#res.write(chunk) && !this.#closed) {
       this.#controller?.pause()
       this.#res.once('drain', this.#resume)
@@ -135,7 +156,12 @@ export class PassToClient implements ForwardSink {
       this.#heldEnd = true
       return
     }
-    this.#res.end()
+    const whole = this.#whole
+    if (whole === undefined) this.#res.end()
+    else {
+      this.#whole = undefined
+      this.#res.end(whole)
+    }
     this.#logLine(this.#res.statusCode)
   }
 

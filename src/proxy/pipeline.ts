@@ -204,9 +204,7 @@ export class EdgePipeline {
       if (e.statusCode >= 500) this.#log.warn({ err: { code: e.code, message: e.message }, method, url, upstream }, 'proxy error')
     },
     invalidate: (req, status, headers) => this.#cache.invalidateAfter(req, status, headers),
-    timing: (headers, start) => {
-      if (this.#serverTiming) headers['server-timing'] = serverTiming({ upstream: performance.now() - start })
-    },
+    timing: (start) => (this.#serverTiming ? serverTiming({ upstream: performance.now() - start }) : undefined),
   }
 
   /** The same, for a route with ESI off: a template passes through as the origin wrote it. */

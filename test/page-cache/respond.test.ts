@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { gzipSync } from 'node:zlib'
 import { ManualClock } from '../../src/core/clock.js'
-import { deliver, plainHit } from '../../src/page-cache/respond.js'
+import { deliver, passHeaderList, passHeaders, plainHit } from '../../src/page-cache/respond.js'
 import { decodeEntry, encodeEntry } from '../../src/page-cache/redis-store.js'
 import type { CacheRequest } from '../../src/page-cache/types.js'
 import { makeEntry } from './store-contract.js'
@@ -53,5 +53,40 @@ describe('plainHit (the fast path delivery)', () => {
     plainHit(entry, req(), clock.now())
     expect(entry.wire).toBeDefined()
     expect(decodeEntry(encodeEntry(entry)).wire).toBeUndefined()
+  })
+})
+
+describe('passHeaderList', () => {
+  /** Flat list → object, values of a repeated name gathered in order (as a client reads them). */
+  const gathered = (flat: (string | string[])[]) => {
+    const out: Record<string, string | string[]> = {}
+    for (let i = 0; i < flat.length; i += 2) {
+      const name = flat[i] as string
+      const cur = out[name]
+      const value = flat[i + 1]!
+      out[name] = cur === undefined ? value : [...[cur].flat(), ...[value].flat()]
+    }
+    return out
+  }
+  const origins: Record<string, string | string[]>[] = [
+    { 'content-type': 'text/html', 'content-length': '5' },
+    { 'content-type': 'text/plain', connection: 'keep-alive', 'keep-alive': 'timeout=5', 'transfer-encoding': 'chunked', 'surrogate-control': 'max-age=60', 'surrogate-key': 'a b' },
+    { connection: 'x-secret, close', 'x-secret': '1', 'x-kept': '2', via: '1.1 cdn', 'x-cache': 'HIT', 'cache-status': 'cdn; hit' },
+    { 'set-cookie': ['a=1', 'b=2'], via: ['1.0 a', '1.1 b'], 'server-timing': 'db;dur=3' },
+    { 'set-cookie': 'a=1', 'x-cache': 'MISS' },
+  ]
+
+  it('gives the fields passHeaders gives, in one flat list', () => {
+    for (const h of origins) expect(gathered(passHeaderList(h, 'uri-miss'))).toEqual(passHeaders(h, 'uri-miss'))
+  })
+
+  it("adds the sticky Set-Cookie after the origin's, and Server-Timing in place of the origin's", () => {
+    for (const h of origins) {
+      const want = passHeaders(h, 'method')
+      const cur = want['set-cookie']
+      want['set-cookie'] = cur === undefined ? 'sticky=x' : [...[cur].flat(), 'sticky=x']
+      want['server-timing'] = 'upstream;dur=1'
+      expect(gathered(passHeaderList(h, 'method', 'sticky=x', 'upstream;dur=1'))).toEqual(want)
+    }
   })
 })
