@@ -53,5 +53,6 @@ export { deliver, plainHit, selectVariant, forwardHeaders, passHeaders, cacheSta
 export { compilePurge, unsafeRegexReason, MAX_PATTERN_LENGTH, MAX_PURGE_ITEMS } from './purge.js'
 export type { PageStore, PurgeSelector, PurgeOptions, StoreStats } from './store.js'
 export { MemoryStore } from './memory-store.js'
+export { ownedBytes } from './owned-bytes.js'
 export { CircuitBreaker, type BreakerState } from '../core/breaker.js'
 export type { InvalidationBus, BusMessage } from './bus.js'
