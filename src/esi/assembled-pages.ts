@@ -29,6 +29,8 @@ export interface AssembledPage<P> {
   readonly parts: readonly P[]
   /** When the first part goes stale, ms (the smallest staleAt). */
   readonly freshUntil: number
+  /** The caller's precomputed form of the head, if it keeps one (e.g. a flat header list). */
+  readonly wire?: readonly (string | string[])[]
 }
 
 export interface AssembledPagesOptions {
@@ -133,7 +135,8 @@ export class AssembledPages<P> {
     if (size > this.#maxBytes) return
     const old = this.#map.get(key)
     if (old !== undefined) this.#delete(key, old)
-    this.#map.set(key, { page: { ...page, headers: Object.freeze({ ...page.headers }), parts: Object.freeze([...page.parts]) }, size })
+    const wire = page.wire === undefined ? {} : { wire: Object.freeze([...page.wire]) }
+    this.#map.set(key, { page: { ...page, headers: Object.freeze({ ...page.headers }), parts: Object.freeze([...page.parts]), ...wire }, size })
     this.#bytes += size
     for (const [k, v] of this.#map) {
       if (this.#bytes <= this.#maxBytes) break

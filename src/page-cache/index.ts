@@ -49,7 +49,7 @@ export {
   type SurrogateControl,
 } from './policy.js'
 export { createEntry, VIA, type EntryInput } from './entry.js'
-export { deliver, plainHit, selectVariant, forwardHeaders, passHeaders, cacheStatusValue, CACHE_NAME, type PlainHit } from './respond.js'
+export { deliver, hitHead, plainHit, selectVariant, forwardHeaders, passHeaders, cacheStatusValue, CACHE_NAME, type PlainHit } from './respond.js'
 export { compilePurge, unsafeRegexReason, MAX_PATTERN_LENGTH, MAX_PURGE_ITEMS } from './purge.js'
 export type { PageStore, PurgeSelector, PurgeOptions, StoreStats } from './store.js'
 export { MemoryStore } from './memory-store.js'

@@ -12,7 +12,7 @@ import {
   type EsiProgram, type FragmentFetcher, type FragmentLookup, type FragmentResponse, type KeepVerdict,
 } from '../esi/index.js'
 import { writeChunkedPage } from './raw-response.js'
-import { acceptsEncoding, canonicalTarget, keyTarget, ownedBytes, type CacheEntry, type CacheRequest, type CacheResult, type OriginResponse, type PageCache } from '../page-cache/index.js'
+import { acceptsEncoding, canonicalTarget, hitHead, keyTarget, ownedBytes, type CacheEntry, type CacheRequest, type CacheResult, type OriginResponse, type PageCache } from '../page-cache/index.js'
 
 /** Fields of the template that don't describe the assembled page (RFC 9110 §8.6, §8.8). */
 const TEMPLATE_ONLY = ['content-length', 'content-range', 'etag', 'last-modified', 'accept-ranges', 'content-md5', 'content-encoding', 'surrogate-control']
@@ -268,8 +268,34 @@ export class EsiDelivery {
     if (done === undefined) return undefined
     for (let i = 0; i < hits; i++) this.#cache.countHit()
     this.#metrics?.esiInclude('hit', hits)
-    if (parts !== undefined) this.#keep(pages!, pageId, program, done, parts)
-    return { status: result.statusCode, headers: pageHeaders(result.headers, done.cacheControl), page: done.page }
+    const headers = pageHeaders(result.headers, done.cacheControl)
+    if (parts !== undefined) this.#keep(pages!, pageId, program, done, parts, headers)
+    return { status: result.statusCode, headers, page: done.page }
+  }
+
+  /**
+   * The fast path's first try for a stored template, before any response object is built: the
+   * kept page for this request with its head as a flat header list (Age and Cache-Status of this
+   * hit), as `assembleFromMemory` would answer it; undefined otherwise (then `freshResult` and
+   * `assembleFromMemory` as usual). Only a plain GET or HEAD qualifies: a conditional or Range
+   * request, or one needing the template decoded, takes the usual way.
+   */
+  keptHit(entry: CacheEntry, req: { url: string; headers: CacheRequest['headers'] }, now: number): { status: number; headers: (string | string[])[]; page: Buffer } | undefined {
+    const pages = this.#pages
+    const h = req.headers
+    if (pages === undefined || entry.status !== 200 || h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined || h['range'] !== undefined) return undefined
+    const ae = h['accept-encoding']
+    if (ae !== undefined) {
+      // What deliver (a gunzip stream) and assembleFromMemory (esi.compress) would refuse.
+      const gzip = acceptsEncoding(headerValue(h, 'accept-encoding'), 'gzip')
+      if (this.#config.compress ? gzip : entry.encoding === 'gzip' && !gzip) return undefined
+    } else if (entry.encoding === 'gzip') return undefined
+    const kept = this.#keptPage(pages, `${(h.host as string | undefined) ?? 'localhost'}${req.url}`, entry, h, now)
+    if (kept?.wire === undefined) return undefined
+    const fragments = kept.parts.length - 1
+    for (let i = 0; i < fragments; i++) this.#cache.countHit()
+    this.#metrics?.esiInclude('hit', fragments)
+    return { status: 200, headers: hitHead(kept.wire, entry, now), page: kept.body }
   }
 
   /**
@@ -295,7 +321,7 @@ export class EsiDelivery {
    * part public with a positive max-age (the folded Cache-Control), no part varying by anything
    * but Accept-Encoding. The reason it was not kept is counted otherwise.
    */
-  #keep(pages: AssembledPages<KeptPart>, pageId: string, program: EsiProgram, done: { page: Buffer; cacheControl: string }, parts: readonly KeptPart[]): void {
+  #keep(pages: AssembledPages<KeptPart>, pageId: string, program: EsiProgram, done: { page: Buffer; cacheControl: string }, parts: readonly KeptPart[], headers: Record<string, string | string[]>): void {
     let verdict = keepable(program, done.cacheControl)
     let freshUntil = Number.POSITIVE_INFINITY
     for (const p of parts) {
@@ -309,7 +335,8 @@ export class EsiDelivery {
       return
     }
     // A small page is a view into Node's shared pool: kept, it would pin the whole slab.
-    pages.set(pageId, { status: 200, headers: { 'cache-control': done.cacheControl }, body: ownedBytes(done.page), parts, freshUntil })
+    const wire = hitWire(headers)
+    pages.set(pageId, { status: 200, headers: { 'cache-control': done.cacheControl }, body: ownedBytes(done.page), parts, freshUntil, ...(wire === undefined ? {} : { wire }) })
   }
 
   /** A fresh fragment in L1, answered during the program walk (identity-encoded entries only). */
@@ -416,6 +443,16 @@ type KeptPage = ReturnType<AssembledPages<KeptPart>['get']> & object
 
 function keptPages(config: EsiConfig): AssembledPages<KeptPart> | undefined {
   return config.assembledPagesBytes > 0 ? new AssembledPages<KeptPart>({ maxBytes: config.assembledPagesBytes }) : undefined
+}
+
+/**
+ * The page's head as `hitHead` takes it: a flat list with Age, X-Cache and Cache-Status first (in
+ * `deliver`'s order, whose values `hitHead` replaces per hit); undefined if they are not first.
+ */
+function hitWire(headers: Record<string, string | string[]>): (string | string[])[] | undefined {
+  const out: (string | string[])[] = []
+  for (const name in headers) out.push(name, headers[name]!)
+  return out[0] === 'age' && out[2] === 'x-cache' && out[3] === 'HIT' && out[4] === 'cache-status' ? out : undefined
 }
 
 /** A stored fragment as the engine takes it. */

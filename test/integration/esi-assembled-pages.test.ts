@@ -124,6 +124,22 @@ describe('kept assembled pages: the same bytes as an assembly', () => {
     expect(Number(whole.headers['age'])).toBeGreaterThanOrEqual(30)
     expect(String(whole.headers['cache-status'])).toMatch(/^strata; hit; ttl=\d+$/)
   })
+  it('a kept page answers HEAD without a body, with Server-Timing when it is on, and a conditional GET in full', async () => {
+    const { s } = await setup({ '/page': template('<esi:include src="/f"/>', 'public, max-age=600', { etag: '"t1"' }), '/f': text('F') }, { serverTiming: true })
+    await get(`${s.url}/page`)
+    await get(`${s.url}/page`)
+    const whole = await get(`${s.url}/page`)
+    expect(whole.body).toBe('F')
+    expect(String(whole.headers['server-timing'])).toMatch(/^cache;dur=[\d.]+, esi;dur=[\d.]+$/)
+    const head = await request(`${s.url}/page`, { method: 'HEAD' })
+    expect(head.statusCode).toBe(200)
+    expect(head.headers['etag']).toBeUndefined()
+    expect((await head.body.arrayBuffer()).byteLength).toBe(0)
+    const conditional = await get(`${s.url}/page`, { 'if-none-match': '"t1"' })
+    expect(conditional.status).toBe(200)
+    expect(conditional.body).toBe('F')
+    expect((await kept(s)).hits).toBeGreaterThanOrEqual(2)
+  })
 })
 
 describe('kept assembled pages: purges and refreshes are seen at once', () => {
