@@ -124,6 +124,7 @@ describe('kept assembled pages: the same bytes as an assembly', () => {
     expect(Number(whole.headers['age'])).toBeGreaterThanOrEqual(30)
     expect(String(whole.headers['cache-status'])).toMatch(/^strata; hit; ttl=\d+$/)
   })
+
   it('a kept page answers HEAD without a body, with Server-Timing when it is on, and a conditional GET in full', async () => {
     const { s } = await setup({ '/page': template('<esi:include src="/f"/>', 'public, max-age=600', { etag: '"t1"' }), '/f': text('F') }, { serverTiming: true })
     await get(`${s.url}/page`)
