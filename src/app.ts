@@ -139,7 +139,7 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
   // A worker (adminListen: false) always has its in-process admin routes: they are how the primary
   // controls it, even when no admin port is served.
   const admin = config.admin.enabled || opts.adminListen === false
-    ? createAdminServer({ config, currentConfig: () => current, logger, version: VERSION, metrics, routes: [upstreamRoutes(poolSet), cacheRoutes(cache, poolSet, metrics), dashboardRoutes(), configRoutes(() => reloadOnce())] })
+    ? createAdminServer({ config, currentConfig: () => current, logger, version: VERSION, metrics, routes: [upstreamRoutes(poolSet), cacheRoutes(cache, poolSet, metrics, esi), dashboardRoutes(), configRoutes(() => reloadOnce())] })
     : null
 
   let reloading: Promise<unknown> = Promise.resolve()

@@ -128,7 +128,7 @@ export function aggregateStats(replies: readonly WorkerReply[], primary: Record<
   if (bodies.length === 0) return json(503, { error: 'STRATA_WORKER_UNAVAILABLE', message: 'no worker answered', workers })
   const first = bodies[0]!
   const out: Record<string, any> = { ...first }
-  for (const key of ['cache', 'requests', 'upstreamRequests'] as const) {
+  for (const key of ['cache', 'esi', 'requests', 'upstreamRequests'] as const) {
     if (first[key] !== undefined) out[key] = bodies.slice(1).reduce((acc: unknown, b) => sumNumbers(acc, b[key]), first[key])
   }
   const cache = out['cache'] as Record<string, any> | undefined

@@ -33,6 +33,7 @@ const RUNTIME_KEYS: ReadonlySet<string> = new Set([
   'esi.onError',
   'esi.forwardHeaders',
   'esi.compress',
+  'esi.assembledPagesBytes',
   'log.level',
   'routes',
 ])

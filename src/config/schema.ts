@@ -271,6 +271,11 @@ export const EsiSchema = Obj({
   onError: Type.Union([Type.Literal('continue'), Type.Literal('fail')], { default: 'continue' }),
   forwardHeaders: Type.Array(Type.String({ minLength: 1 }), { default: ['cookie', 'accept-language', 'authorization'] }),
   compress: Type.Boolean({ default: false }),
+  /**
+   * Bytes of whole assembled pages kept in memory beside the page cache (besides cache.maxBytes)
+   * for pages whose every part is public and fresh; 0 turns it off.
+   */
+  assembledPagesBytes: Type.Integer({ minimum: 0, default: 16 * 1024 * 1024 }),
 })
 
 export const LogSchema = Obj({

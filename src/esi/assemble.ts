@@ -50,6 +50,29 @@ export type AssembleConfig = Pick<
 /** Client headers that carry the visitor's identity: sent only where `credentialsAllowed` says. */
 const CREDENTIAL_HEADERS: ReadonlySet<string> = new Set(['cookie', 'authorization'])
 
+/**
+ * The client headers an include carries (`esi.forwardHeaders`, lists joined): `forward` for the
+ * page's origin and `esi.credentialHosts`, `anonymous` (no Cookie, no Authorization) for any
+ * other host; `credentials` says whether the two differ. The one place this is decided, so a
+ * caller that checks a fragment lookup again (AssembledPages) asks with the same headers.
+ */
+export function forwardedHeaders(headers: Headers, names: readonly string[]): { forward: Readonly<Record<string, string>>; anonymous: Readonly<Record<string, string>>; credentials: boolean } {
+  const forward: Record<string, string> = {}
+  const anonymous: Record<string, string> = {}
+  let credentials = false
+  for (const name of names) {
+    const n = name.toLowerCase()
+    const v = headers[n]
+    if (v === undefined) continue
+    const joined = Array.isArray(v) ? v.join(n === 'cookie' ? '; ' : ', ') : v
+    forward[n] = joined
+    if (!CREDENTIAL_HEADERS.has(n)) anonymous[n] = joined
+    else credentials = true
+  }
+  // Objects shared by every fetch of the page: frozen so a fetcher cannot leak changes.
+  return { forward: Object.freeze(forward), anonymous: Object.freeze(anonymous), credentials }
+}
+
 export interface AssembleContext {
   /** The URL the client asked for (relative `src` resolve against it; QUERY_STRING reads it). */
   readonly pageUrl: URL
@@ -206,11 +229,11 @@ class State {
   incomplete = false
   readonly pageUrl: URL
   /** The forwarded client headers, for the page's origin and `esi.credentialHosts`. */
-  readonly forward: Record<string, string> = {}
+  readonly forward: Readonly<Record<string, string>>
   /** The same without Cookie and Authorization, for every other (allowlisted) host. */
-  readonly forwardAnonymous: Record<string, string> = {}
+  readonly forwardAnonymous: Readonly<Record<string, string>>
   /** The request carries no credentials to withhold: every include gets `forward`. */
-  #noCredentials = true
+  readonly #noCredentials: boolean
   #credTable: WeakMap<URL, boolean> | undefined
   fetches = 0
   aborted = false
@@ -228,22 +251,14 @@ class State {
     this.lookup = ctx.lookup
     this.memoryOnly = ctx.memoryOnly === true
     this.pageUrl = ctx.pageUrl
-    for (const name of ctx.config.forwardHeaders) {
-      const n = name.toLowerCase()
-      const v = ctx.headers[n]
-      if (v === undefined) continue
-      const joined = Array.isArray(v) ? v.join(n === 'cookie' ? '; ' : ', ') : v
-      this.forward[n] = joined
-      if (!CREDENTIAL_HEADERS.has(n)) this.forwardAnonymous[n] = joined
-      else this.#noCredentials = false
-    }
-    // Objects shared by every fetch of the page: frozen so a fetcher cannot leak changes.
-    Object.freeze(this.forward)
-    Object.freeze(this.forwardAnonymous)
+    const f = forwardedHeaders(ctx.headers, ctx.config.forwardHeaders)
+    this.forward = f.forward
+    this.forwardAnonymous = f.anonymous
+    this.#noCredentials = !f.credentials
   }
 
   /** The headers an include of `url` carries: credentials only to the page's origin and `esi.credentialHosts`. */
-  headersFor(url: URL): Record<string, string> {
+  headersFor(url: URL): Readonly<Record<string, string>> {
     if (this.#noCredentials) return this.forward
     const cfg = this.config
     this.#credTable ??= credentialTable(this.pageUrl, cfg.credentialHosts)

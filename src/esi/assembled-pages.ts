@@ -29,6 +29,8 @@ export interface AssembledPage<P> {
   readonly parts: readonly P[]
   /** When the first part goes stale, ms (the smallest staleAt). */
   readonly freshUntil: number
+  /** The caller's precomputed form of the head, if it keeps one (e.g. a flat header list). */
+  readonly wire?: readonly (string | string[])[]
 }
 
 export interface AssembledPagesOptions {
@@ -38,8 +40,8 @@ export interface AssembledPagesOptions {
   partOverhead?: number
 }
 
-/** Why `keepable` said no (for stats and tests), or 'ok'. */
-export type KeepVerdict = 'ok' | 'variables' | 'private' | 'no-store' | 'no-cache' | 'no-max-age'
+/** Why `keepable` (or `varyKeepable`) said no (for stats and tests), or 'ok'. */
+export type KeepVerdict = 'ok' | 'variables' | 'private' | 'no-store' | 'no-cache' | 'no-max-age' | 'vary'
 
 /**
  * Whether an assembly may be kept whole: its program reads nothing from the request and its
@@ -57,6 +59,19 @@ export function keepable(program: EsiProgram, cacheControl: string): KeepVerdict
     if (d.startsWith('max-age=')) maxAge = Number(d.slice(8)) || 0
   }
   return maxAge > 0 ? 'ok' : 'no-max-age'
+}
+
+/**
+ * Whether a part stored with this Vary (RFC 9111 §4.1, lower-case field names) may go into a kept
+ * page. Only Accept-Encoding is allowed: a page is kept under its URL alone, so a part that varies
+ * by a visitor's Cookie, language or any other field would make the kept page flip between
+ * visitors (each flip a drop and a new assembly) and would lean on the per-hit identity check
+ * alone to keep one visitor's variant from another. Accept-Encoding selects the identity-coded
+ * variant every memory assembly uses anyway; the identity check still confirms it per request.
+ */
+export function varyKeepable(vary: readonly string[]): KeepVerdict {
+  for (const f of vary) if (f !== 'accept-encoding') return 'vary'
+  return 'ok'
 }
 
 function headersSize(h: Readonly<Record<string, string | string[]>>): number {
@@ -84,8 +99,11 @@ export class AssembledPages<P> {
   readonly #maxBytes: number
   readonly #partOverhead: number
   #bytes = 0
-  /** Pages served whole, pages dropped because a part changed or went stale, pages kept. */
-  readonly stats = { hits: 0, dropped: 0, kept: 0 }
+  /**
+   * Pages served whole, pages dropped because a part changed or went stale, pages kept, pages
+   * pushed out by the byte bound (least recently used first).
+   */
+  readonly stats = { hits: 0, dropped: 0, kept: 0, evicted: 0 }
 
   constructor(opts: AssembledPagesOptions) {
     this.#maxBytes = Math.max(1, opts.maxBytes)
@@ -117,11 +135,13 @@ export class AssembledPages<P> {
     if (size > this.#maxBytes) return
     const old = this.#map.get(key)
     if (old !== undefined) this.#delete(key, old)
-    this.#map.set(key, { page: { ...page, headers: Object.freeze({ ...page.headers }), parts: Object.freeze([...page.parts]) }, size })
+    const wire = page.wire === undefined ? {} : { wire: Object.freeze([...page.wire]) }
+    this.#map.set(key, { page: { ...page, headers: Object.freeze({ ...page.headers }), parts: Object.freeze([...page.parts]), ...wire }, size })
     this.#bytes += size
     for (const [k, v] of this.#map) {
       if (this.#bytes <= this.#maxBytes) break
       this.#delete(k, v)
+      this.stats.evicted++
     }
     this.stats.kept++
   }
@@ -145,6 +165,11 @@ export class AssembledPages<P> {
   /** Bytes and pages held. */
   get size(): { bytes: number; pages: number } {
     return { bytes: this.#bytes, pages: this.#map.size }
+  }
+
+  /** The byte bound it was made with. */
+  get maxBytes(): number {
+    return this.#maxBytes
   }
 
   clear(): void {

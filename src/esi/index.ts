@@ -6,7 +6,7 @@ export { prepareEsi } from './prepare.js'
 export type { CompileOptions } from './compile.js'
 export { NO_ESI } from './program.js'
 export type { EsiProgram, EsiNode, EsiInclude, EsiWarning } from './program.js'
-export { assemble, EsiAssembly, FAILURE_REASONS } from './assemble.js'
+export { assemble, EsiAssembly, FAILURE_REASONS, forwardedHeaders } from './assemble.js'
 export type {
   AssembleConfig,
   AssembleContext,
@@ -19,9 +19,9 @@ export type {
   FragmentLookup,
   FragmentResponse,
 } from './assemble.js'
-export { resolveIncludeSrc, isForbiddenAddress } from './resolve-src.js'
+export { resolveIncludeSrc, isForbiddenAddress, credentialsAllowed, credentialTable } from './resolve-src.js'
 export { CacheControlFold, parsePartLifetime } from './cache-control.js'
 export { parseExpression, evaluate } from './expression.js'
 export { RequestVars, escapeHtml, parseUserAgent, VARIABLE_NAMES } from './variables.js'
-export { AssembledPages, keepable } from './assembled-pages.js'
+export { AssembledPages, keepable, varyKeepable } from './assembled-pages.js'
 export type { AssembledPage, AssembledPagesOptions, KeepVerdict } from './assembled-pages.js'

@@ -49,9 +49,10 @@ export {
   type SurrogateControl,
 } from './policy.js'
 export { createEntry, VIA, type EntryInput } from './entry.js'
-export { deliver, plainHit, selectVariant, forwardHeaders, passHeaders, passHeaderList, cacheStatusValue, CACHE_NAME, type PlainHit } from './respond.js'
+export { deliver, hitHead, plainHit, selectVariant, forwardHeaders, passHeaders, passHeaderList, cacheStatusValue, CACHE_NAME, type PlainHit } from './respond.js'
 export { compilePurge, unsafeRegexReason, MAX_PATTERN_LENGTH, MAX_PURGE_ITEMS } from './purge.js'
 export type { PageStore, PurgeSelector, PurgeOptions, StoreStats } from './store.js'
 export { MemoryStore } from './memory-store.js'
+export { ownedBytes } from './owned-bytes.js'
 export { CircuitBreaker, type BreakerState } from '../core/breaker.js'
 export type { InvalidationBus, BusMessage } from './bus.js'

@@ -125,10 +125,19 @@ export function plainHit(entry: CacheEntry, req: CacheRequest, now: number): Pla
   const reqH = req.headers
   if (reqH['if-none-match'] !== undefined || reqH['if-modified-since'] !== undefined || reqH['range'] !== undefined) return undefined
   if (entry.encoding === 'gzip' && !acceptsEncoding(headerList(reqH, 'accept-encoding'), 'gzip')) return undefined
-  const headers = (entry.wire ??= flatten(entry.headers)).slice()
+  const headers = hitHead((entry.wire ??= flatten(entry.headers)), entry, now)
+  return { status: entry.status, headers, body: req.method === 'HEAD' ? null : entry.body }
+}
+
+/**
+ * A fresh hit's head as a flat name/value list: `wire` (age, x-cache, cache-status first, as
+ * `deliver` orders them, then the rest) copied with this hit's Age and Cache-Status for `entry`.
+ */
+export function hitHead(wire: readonly (string | string[])[], entry: CacheEntry, now: number): (string | string[])[] {
+  const headers = wire.slice()
   headers[1] = String(ageSeconds(entry, now))
   headers[5] = `${CACHE_NAME}; hit; ttl=${ttlSeconds(entry, now)}`
-  return { status: entry.status, headers, body: req.method === 'HEAD' ? null : entry.body }
+  return headers
 }
 
 function flatten(stored: Record<string, string | string[]>): (string | string[])[] {

@@ -7,9 +7,12 @@ import type { Logger } from '../observability/logger.js'
 import { StrataError } from '../core/errors.js'
 import { headerValue } from '../core/headers.js'
 import { through } from '../core/streams.js'
-import { assemble, compile, isEsiResponse, prepareEsi, type EsiProgram, type FragmentFetcher, type FragmentLookup, type FragmentResponse } from '../esi/index.js'
+import {
+  AssembledPages, assemble, compile, credentialsAllowed, credentialTable, forwardedHeaders, isEsiResponse, keepable, prepareEsi, varyKeepable,
+  type EsiProgram, type FragmentFetcher, type FragmentLookup, type FragmentResponse, type KeepVerdict,
+} from '../esi/index.js'
 import { writeChunkedPage } from './raw-response.js'
-import { acceptsEncoding, canonicalTarget, keyTarget, type CacheEntry, type CacheRequest, type CacheResult, type OriginResponse, type PageCache } from '../page-cache/index.js'
+import { acceptsEncoding, canonicalTarget, hitHead, keyTarget, ownedBytes, type CacheEntry, type CacheRequest, type CacheResult, type OriginResponse, type PageCache } from '../page-cache/index.js'
 
 /** Fields of the template that don't describe the assembled page (RFC 9110 §8.6, §8.8). */
 const TEMPLATE_ONLY = ['content-length', 'content-range', 'etag', 'last-modified', 'accept-ranges', 'content-md5', 'content-encoding', 'surrogate-control']
@@ -30,6 +33,16 @@ export interface EsiMetrics {
   esiInclude(outcome: 'hit' | 'miss' | 'error' | 'timeout', n?: number): void
 }
 
+/** What /stats shows of ESI (the `esi` section). */
+export interface EsiStats {
+  /**
+   * Whole assembled pages kept for pages whose every part is public and fresh (`esi.assembledPagesBytes`):
+   * bytes and pages held, the bound, pages served whole, kept, dropped because a part changed or
+   * went stale, evicted by the bound, and assemblies not kept, by reason.
+   */
+  assembledPages: { maxBytes: number; bytes: number; pages: number; hits: number; kept: number; dropped: number; evicted: number; notKept: Partial<Record<Exclude<KeepVerdict, 'ok'>, number>> }
+}
+
 /** Sends a fragment request upstream: through the balancer for the site's own host, else straight to the allowed host. */
 export type FragmentOriginFetch = (req: CacheRequest, opts: { sameSite: boolean; signal: AbortSignal }) => Promise<OriginResponse>
 
@@ -37,7 +50,10 @@ export type FragmentOriginFetch = (req: CacheRequest, opts: { sameSite: boolean;
  * ESI at the edge: the page cache keeps each template's compiled program next to its body (the
  * `prepare` hook, run once when the entry enters memory); a request for it walks the program and
  * fetches the includes in parallel through the page cache, so each fragment is cached under its own
- * key with its own lifetime. The assembled page is never stored as a whole.
+ * key with its own lifetime. The assembled page is never stored in the page cache as a whole; a
+ * page assembled from memory whose every part is public and fresh is kept in memory beside it
+ * (AssembledPages), and served again only while every part still resolves, for that very
+ * request, to the stored entry it was built from.
  */
 export class EsiDelivery {
   #config: EsiConfig
@@ -52,6 +68,10 @@ export class EsiDelivery {
   readonly #pageUrls = new Map<string, URL>()
   /** Each resolved fragment URL's page-cache request target and key, computed once. */
   readonly #targets = new WeakMap<URL, FragmentTarget>()
+  /** Whole pages assembled from memory, by host + request target; undefined when esi.assembledPagesBytes is 0. */
+  #pages: AssembledPages<KeptPart> | undefined
+  /** Assemblies from memory not kept, by reason (for /stats). */
+  readonly #notKept: Partial<Record<Exclude<KeepVerdict, 'ok'>, number>> = {}
 
   constructor(opts: EsiDeliveryOptions) {
     this.#config = opts.config
@@ -59,13 +79,35 @@ export class EsiDelivery {
     this.#log = opts.logger.child({ module: 'esi' })
     this.#maxBody = opts.maxBodyBytes
     this.#metrics = opts.metrics
+    this.#pages = keptPages(opts.config)
   }
 
   /** A config reload: the next template and assembly use the new settings (esi.enabled stays). */
   reconfigure(config: EsiConfig): void {
+    const resized = config.assembledPagesBytes !== this.#config.assembledPagesBytes
     this.#config = config
     // Include resolution remembers its answers per page URL object (allowedHosts among them).
     this.#pageUrls.clear()
+    // Kept pages were assembled under the old settings (allowed hosts, forwarded headers, limits).
+    if (resized) this.#pages = keptPages(config)
+    else this.#pages?.clear()
+  }
+
+  /**
+   * After a purge: a purge of everything drops every kept page at once. Other purges need nothing
+   * here (a kept page whose part was purged no longer finds that part's entry and is dropped on
+   * its next request); its memory is freed then, or by the bound.
+   */
+  purged(cmd: unknown): void {
+    if (cmd !== null && typeof cmd === 'object' && (cmd as { all?: unknown }).all === true) this.#pages?.clear()
+  }
+
+  /** The `esi` section of /stats. */
+  stats(): EsiStats {
+    const pages = this.#pages
+    const size = pages?.size ?? { bytes: 0, pages: 0 }
+    const s = pages?.stats ?? { hits: 0, kept: 0, dropped: 0, evicted: 0 }
+    return { assembledPages: { maxBytes: pages === undefined ? 0 : pages.maxBytes, bytes: size.bytes, pages: size.pages, hits: s.hits, kept: s.kept, dropped: s.dropped, evicted: s.evicted, notKept: { ...this.#notKept } } }
   }
 
   /** The page cache's prepare hook: a compiled program for ESI templates, undefined otherwise. */
@@ -181,38 +223,129 @@ export class EsiDelivery {
   /**
    * The fast path for a stored template: assembles it synchronously when every include is a
    * fresh fragment in memory, and returns the status, headers and page to write; undefined (with
-   * nothing fetched and nothing counted) when the page needs the full, asynchronous path.
+   * nothing fetched and nothing counted) when the page needs the full, asynchronous path. A page
+   * kept whole (see `#keptPage`) is served without walking the program.
    */
   assembleFromMemory(result: CacheResult, program: EsiProgram, req: { url: string; headers: CacheRequest['headers'] }, now: number): { status: number; headers: Record<string, string | string[]>; page: Buffer } | undefined {
     if (result.statusCode !== 200 || (this.#config.compress && acceptsEncoding(headerValue(req.headers, 'accept-encoding'), 'gzip'))) return undefined
+    const host = req.headers.host as string | undefined
+    const template = result.entry
+    const pages = template === undefined ? undefined : this.#pages
+    // The page URL is what the walk resolves includes against (with the Host): the same request
+    // target on the same host gives the same walk, whatever the cache key normalises away.
+    const pageId = pages === undefined ? '' : `${host ?? 'localhost'}${req.url}`
+    if (pages !== undefined) {
+      const kept = this.#keptPage(pages, pageId, template!, req.headers, now)
+      if (kept !== undefined) {
+        const fragments = kept.parts.length - 1
+        for (let i = 0; i < fragments; i++) this.#cache.countHit()
+        this.#metrics?.esiInclude('hit', fragments)
+        return { status: result.statusCode, headers: pageHeaders(result.headers, kept.headers['cache-control'] as string), page: kept.body }
+      }
+    }
+    const pageUrl = this.#pageUrl(host, req.url)
+    // While a page may be kept, every part the walk resolves is recorded with its stored entry.
+    const parts: KeptPart[] | undefined = pages === undefined ? undefined : [{ target: undefined, credentials: false, entry: template! }]
     let hits = 0
     const lookup: FragmentLookup = (url, init) => {
-      const r = this.#fragmentFromMemory(url, init.headers, false, now)
-      if (r !== undefined) hits++
-      return r
+      const entry = this.#fragmentEntry(url, init.headers, now)
+      if (entry === undefined) return undefined
+      hits++
+      if (parts !== undefined) parts.push({ target: this.#target(url), credentials: credentialsAllowed(url, pageUrl, this.#config.credentialHosts, credentialTable(pageUrl, this.#config.credentialHosts)), entry })
+      return asFragment(entry)
     }
     const assembly = assemble(program, {
-      pageUrl: this.#pageUrl(req.headers.host as string | undefined, req.url),
+      pageUrl,
       headers: req.headers,
       fetch: NO_FETCH,
       lookup,
       memoryOnly: true,
       config: this.#config,
       logger: this.#log,
-      ...(result.entry?.headers['cache-control'] === undefined ? {} : { cacheControl: result.entry.headers['cache-control'] }),
+      ...(template?.headers['cache-control'] === undefined ? {} : { cacheControl: template.headers['cache-control'] }),
     })
     const done = assembly.completeSync()
     if (done === undefined) return undefined
     for (let i = 0; i < hits; i++) this.#cache.countHit()
     this.#metrics?.esiInclude('hit', hits)
-    return { status: result.statusCode, headers: pageHeaders(result.headers, done.cacheControl), page: done.page }
+    const headers = pageHeaders(result.headers, done.cacheControl)
+    if (parts !== undefined) this.#keep(pages!, pageId, program, done, parts, headers)
+    return { status: result.statusCode, headers, page: done.page }
+  }
+
+  /**
+   * The fast path's first try for a stored template, before any response object is built: the
+   * kept page for this request with its head as a flat header list (Age and Cache-Status of this
+   * hit), as `assembleFromMemory` would answer it; undefined otherwise (then `freshResult` and
+   * `assembleFromMemory` as usual). Only a plain GET or HEAD qualifies: a conditional or Range
+   * request, or one needing the template decoded, takes the usual way.
+   */
+  keptHit(entry: CacheEntry, req: { url: string; headers: CacheRequest['headers'] }, now: number): { status: number; headers: (string | string[])[]; page: Buffer } | undefined {
+    const pages = this.#pages
+    const h = req.headers
+    if (pages === undefined || entry.status !== 200 || h['if-none-match'] !== undefined || h['if-modified-since'] !== undefined || h['range'] !== undefined) return undefined
+    const ae = h['accept-encoding']
+    if (ae !== undefined) {
+      // What deliver (a gunzip stream) and assembleFromMemory (esi.compress) would refuse.
+      const gzip = acceptsEncoding(headerValue(h, 'accept-encoding'), 'gzip')
+      if (this.#config.compress ? gzip : entry.encoding === 'gzip' && !gzip) return undefined
+    } else if (entry.encoding === 'gzip') return undefined
+    const kept = this.#keptPage(pages, `${(h.host as string | undefined) ?? 'localhost'}${req.url}`, entry, h, now)
+    if (kept?.wire === undefined) return undefined
+    const fragments = kept.parts.length - 1
+    for (let i = 0; i < fragments; i++) this.#cache.countHit()
+    this.#metrics?.esiInclude('hit', fragments)
+    return { status: 200, headers: hitHead(kept.wire, entry, now), page: kept.body }
+  }
+
+  /**
+   * The kept page for this request, if it is exactly what assembling it now would give: the
+   * template is the entry this request just found, and every fragment, looked up again with the
+   * headers the walk would send for this request, is the very entry the page was built from (a
+   * purge, a refresh, an eviction or another variant is another entry, or none) and still fresh.
+   */
+  #keptPage(pages: AssembledPages<KeptPart>, pageId: string, template: CacheEntry, headers: CacheRequest['headers'], now: number): KeptPage | undefined {
+    let fwd: ReturnType<typeof forwardedHeaders> | undefined
+    return pages.get(pageId, now, (part) => {
+      const t = part.target
+      if (t === undefined) return part.entry === template
+      fwd ??= forwardedHeaders(headers, this.#config.forwardHeaders)
+      const h = part.credentials ? fwd.forward : fwd.anonymous
+      return this.#cache.freshEntry({ method: 'GET', scheme: t.scheme, host: t.host, url: t.url, headers: h }, false, t.key, now) === part.entry
+    })
+  }
+
+  /**
+   * Keeps an assembly whose output needs nothing from the request but what the identity checks
+   * cover: no ESI variables in any program walked (the template's or a nested fragment's), every
+   * part public with a positive max-age (the folded Cache-Control), no part varying by anything
+   * but Accept-Encoding. The reason it was not kept is counted otherwise.
+   */
+  #keep(pages: AssembledPages<KeptPart>, pageId: string, program: EsiProgram, done: { page: Buffer; cacheControl: string }, parts: readonly KeptPart[], headers: Record<string, string | string[]>): void {
+    let verdict = keepable(program, done.cacheControl)
+    let freshUntil = Number.POSITIVE_INFINITY
+    for (const p of parts) {
+      if (verdict !== 'ok') break
+      if ((p.entry.prepared as EsiProgram | undefined)?.usesVariables === true) verdict = 'variables'
+      else verdict = varyKeepable(p.entry.vary)
+      if (p.entry.staleAt < freshUntil) freshUntil = p.entry.staleAt
+    }
+    if (verdict !== 'ok') {
+      this.#notKept[verdict] = (this.#notKept[verdict] ?? 0) + 1
+      return
+    }
+    // A small page is a view into Node's shared pool: kept, it would pin the whole slab.
+    const wire = hitWire(headers)
+    pages.set(pageId, { status: 200, headers: { 'cache-control': done.cacheControl }, body: ownedBytes(done.page), parts, freshUntil, ...(wire === undefined ? {} : { wire }) })
   }
 
   /** A fresh fragment in L1, answered during the program walk (identity-encoded entries only). */
   readonly #lookup: FragmentLookup = (url, init) => {
-    const r = this.#fragmentFromMemory(url, init.headers, true)
-    if (r !== undefined) this.#metrics?.esiInclude('hit')
-    return r
+    const entry = this.#fragmentEntry(url, init.headers)
+    if (entry === undefined) return undefined
+    this.#cache.countHit()
+    this.#metrics?.esiInclude('hit')
+    return asFragment(entry)
   }
 
   #pageUrl(host: string | undefined, target: string): URL {
@@ -237,12 +370,11 @@ export class EsiDelivery {
     return t
   }
 
-  #fragmentFromMemory(url: URL, headers: Record<string, string>, count: boolean, now?: number): FragmentResponse | undefined {
+  /** The fresh L1 entry of a fragment for these include headers, if identity-encoded (uncounted). */
+  #fragmentEntry(url: URL, headers: Readonly<Record<string, string>>, now?: number): CacheEntry | undefined {
     const t = this.#target(url)
-    const entry = this.#cache.freshEntry({ method: 'GET', scheme: t.scheme, host: t.host, url: t.url, headers }, count, t.key, now)
-    if (entry === undefined || entry.encoding !== '') return undefined
-    const program = entry.prepared as EsiProgram | undefined
-    return program === undefined ? { statusCode: entry.status, headers: entry.headers, body: entry.body } : { statusCode: entry.status, headers: entry.headers, body: entry.body, program }
+    const entry = this.#cache.freshEntry({ method: 'GET', scheme: t.scheme, host: t.host, url: t.url, headers }, false, t.key, now)
+    return entry === undefined || entry.encoding !== '' ? undefined : entry
   }
 
   /** Each include is a sub-request through the page cache: its own key, TTL, Vary and coalescing. */
@@ -296,6 +428,37 @@ interface FragmentTarget {
   readonly host: string
   readonly url: string
   readonly key: string
+}
+
+/** One part of a kept page: the stored entry it was built from, and how to look it up again. */
+interface KeptPart {
+  /** The fragment's request target; undefined for the template (the request's own lookup finds it). */
+  readonly target: FragmentTarget | undefined
+  /** Whether the walk sent the client's Cookie and Authorization with this include. */
+  readonly credentials: boolean
+  readonly entry: CacheEntry
+}
+
+type KeptPage = ReturnType<AssembledPages<KeptPart>['get']> & object
+
+function keptPages(config: EsiConfig): AssembledPages<KeptPart> | undefined {
+  return config.assembledPagesBytes > 0 ? new AssembledPages<KeptPart>({ maxBytes: config.assembledPagesBytes }) : undefined
+}
+
+/**
+ * The page's head as `hitHead` takes it: a flat list with Age, X-Cache and Cache-Status first (in
+ * `deliver`'s order, whose values `hitHead` replaces per hit); undefined if they are not first.
+ */
+function hitWire(headers: Record<string, string | string[]>): (string | string[])[] | undefined {
+  const out: (string | string[])[] = []
+  for (const name in headers) out.push(name, headers[name]!)
+  return out[0] === 'age' && out[2] === 'x-cache' && out[3] === 'HIT' && out[4] === 'cache-status' ? out : undefined
+}
+
+/** A stored fragment as the engine takes it. */
+function asFragment(entry: CacheEntry): FragmentResponse {
+  const program = entry.prepared as EsiProgram | undefined
+  return program === undefined ? { statusCode: entry.status, headers: entry.headers, body: entry.body } : { statusCode: entry.status, headers: entry.headers, body: entry.body, program }
 }
 
 /** memoryOnly assemblies never fetch; the engine does not call this. */

@@ -136,9 +136,11 @@ export class EdgePipeline {
     const now = cache.now()
     const entry = cache.freshLookup(creq, now)
     if (entry === undefined) return this.#passEarly(req, res, creq, route, log, start, fallback)
+    const foundMs = timing ? performance.now() - start : 0
     // A route with ESI off serves a template as the origin wrote it.
     const program = route.esi === false ? undefined : (entry.prepared as EsiProgram | undefined)
     let status: number
+    let kept: ReturnType<EsiDelivery['keptHit']>
     const plain = program === undefined ? plainHit(entry, creq, now) : undefined
     if (plain !== undefined) {
       status = plain.status
@@ -146,6 +148,11 @@ export class EdgePipeline {
       res.writeHead(status, plain.headers)
       if (plain.body === null) res.end()
       else res.end(plain.body)
+    } else if (program !== undefined && (kept = this.#esi?.keptHit(entry, { url, headers }, now)) !== undefined) {
+      // A template whose assembled page is kept whole, every part still the same fresh entry.
+      status = kept.status
+      if (timing) kept.headers.push('server-timing', serverTiming({ cache: foundMs, esi: performance.now() - start - foundMs }))
+      writeChunkedPage(res, status, kept.headers, kept.page)
     } else {
       const result = cache.freshResult(entry, creq, now)
       if (result === undefined) return false

@@ -18,7 +18,7 @@ export function writeStored(res: ServerResponse, status: number, headers: Record
  * An assembled ESI page: chunked without a Content-Length like every assembled page, as one chunk
  * (write + end in one tick go out as one socket write).
  */
-export function writeChunkedPage(res: ServerResponse, status: number, headers: Record<string, string | string[]>, page: Buffer): void {
+export function writeChunkedPage(res: ServerResponse, status: number, headers: Record<string, string | string[]> | (string | string[])[], page: Buffer): void {
   res.writeHead(status, headers)
   if (page.length > 0) res.write(page)
   res.end()

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { AssembledPages, keepable } from '../../src/esi/assembled-pages.js'
+import { AssembledPages, keepable, varyKeepable } from '../../src/esi/assembled-pages.js'
 import { assemble, compile, type FragmentResponse } from '../../src/esi/index.js'
 import { baseConfig } from './helpers.js'
 
@@ -57,6 +57,13 @@ describe('keepable: only pages that need nothing from the request and are public
     expect(keepable(vars, 'max-age=60')).toBe('variables')
   })
 
+  it('a part may vary by Accept-Encoding only', () => {
+    expect(varyKeepable([])).toBe('ok')
+    expect(varyKeepable(['accept-encoding'])).toBe('ok')
+    expect(varyKeepable(['accept-encoding', 'cookie'])).toBe('vary')
+    expect(varyKeepable(['accept-language'])).toBe('vary')
+  })
+
   it("a private fragment makes the fold's Cache-Control private: not kept", () => {
     const table = new Map<string, Stored>()
     const tpl = store(table, '/page', '')
@@ -96,7 +103,7 @@ describe('AssembledPages', () => {
     expect(hit?.body.toString()).toBe('<p>A|B</p>')
     expect(hit?.headers['cache-control']).toBe('max-age=30')
     expect(hit?.parts.map((p) => p.path)).toEqual(['/page', '/a', '/b'])
-    expect(pages.stats).toEqual({ hits: 1, dropped: 0, kept: 1 })
+    expect(pages.stats).toEqual({ hits: 1, dropped: 0, kept: 1, evicted: 0 })
   })
 
   it('drops the page when a fragment was replaced (refresh, purge + refill) or is gone', () => {
@@ -135,6 +142,7 @@ describe('AssembledPages', () => {
     const mk = (n: number) => ({ status: 200, headers: {}, body: Buffer.alloc(1_000), parts: [{ path: `/f${n}`, token: { statusCode: 200, headers: {}, body: Buffer.alloc(0), staleAt: 1e9 } }], freshUntil: 1e9 })
     for (let i = 0; i < 4; i++) pages.set(`p${i}`, mk(i))
     expect(pages.size.pages).toBe(2)
+    expect(pages.stats.evicted).toBe(2)
     expect(pages.size.bytes).toBeLessThanOrEqual(3_000)
     pages.set('huge', { ...mk(9), body: Buffer.alloc(5_000) })
     expect(pages.size.pages).toBe(2)

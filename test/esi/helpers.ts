@@ -13,6 +13,7 @@ export const baseConfig: EsiConfig = {
   onError: 'continue',
   forwardHeaders: ['cookie', 'accept-language', 'authorization'],
   compress: false,
+  assembledPagesBytes: 0,
 }
 
 export type FragmentSpec = string | Partial<FragmentResponse> | ((url: URL, init: Parameters<FragmentFetcher>[1]) => Promise<FragmentResponse> | FragmentResponse)

@@ -107,6 +107,7 @@ async function runCase(page: string, nested: string, cfg: Partial<EsiConfig>, re
     onError: 'continue',
     forwardHeaders: ['cookie', 'accept-language', 'authorization'],
     compress: false,
+    assembledPagesBytes: 0,
     ...cfg,
   }
   const a = assemble(program, { pageUrl: PAGE, headers: reqHeaders, fetch, config: full })
