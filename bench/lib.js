@@ -376,3 +376,19 @@ export async function startStrataWorkers(config, notes) {
     return undefined
   }
 }
+
+/**
+ * Eight routes a request to `/page` on any host but api.example.com matches none of (host,
+ * wildcard host, prefixes, methods, header): the whole list runs. Used by route-match.js and by
+ * page-cache.js's routed hit, so both measure the same table.
+ */
+export const BENCH_ROUTES = [
+  { match: { host: 'api.example.com' }, pool: 'api' },
+  { match: { host: '*.cdn.example.com' }, pool: 'static' },
+  { match: { pathPrefix: '/static/' }, pool: 'static', cache: { defaultTtl: 3600 } },
+  { match: { pathPrefix: '/assets/' }, pool: 'static' },
+  { match: { methods: ['POST', 'PUT', 'PATCH', 'DELETE'] }, pool: 'api' },
+  { match: { pathPrefix: '/api/', header: { name: 'x-beta', value: '1' } }, pool: 'api', stripPrefix: '/api' },
+  { match: { pathPrefix: '/v2/' }, pool: 'api', stripPrefix: '/v2' },
+  { match: { header: { name: 'x-internal' } }, pool: 'api' },
+]

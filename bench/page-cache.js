@@ -7,7 +7,7 @@
 // rounds (req/s, p50, p99, and the server process's CPU µs per request), and the ratios come
 // from those medians. About a minute with the defaults.
 import { join } from 'node:path'
-import { ROOT, compare, startNode, startStrata, startStrataWorkers, report, warm } from './lib.js'
+import { BENCH_ROUTES, ROOT, compare, startNode, startStrata, startStrataWorkers, report, warm } from './lib.js'
 import * as peers from './peers/index.js'
 
 const SIZE = 10 * 1024
@@ -37,16 +37,7 @@ try {
   const routed = await start(startStrata({
     ...strataCfg(true),
     pools: { api: { upstreams: [{ id: 'api', url: origin.info.listening }] }, static: { upstreams: [{ id: 'static', url: origin.info.listening }] } },
-    routes: [
-      { match: { host: 'api.example.com' }, pool: 'api' },
-      { match: { host: '*.cdn.example.com' }, pool: 'static' },
-      { match: { pathPrefix: '/static/' }, pool: 'static', cache: { defaultTtl: 3600 } },
-      { match: { pathPrefix: '/assets/' }, pool: 'static' },
-      { match: { methods: ['POST', 'PUT', 'PATCH', 'DELETE'] }, pool: 'api' },
-      { match: { pathPrefix: '/api/', header: { name: 'x-beta', value: '1' } }, pool: 'api', stripPrefix: '/api' },
-      { match: { pathPrefix: '/v2/' }, pool: 'api', stripPrefix: '/v2' },
-      { match: { header: { name: 'x-internal' } }, pool: 'api' },
-    ],
+    routes: BENCH_ROUTES,
   }))
 
   const page = '/page'

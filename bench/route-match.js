@@ -5,20 +5,10 @@
 // of its own: compare with a page hit's whole CPU cost (tens of µs); the page-cache bench
 // measures the same 8 routes on real hits ("hit with 8 routes / hit with none").
 import { Router } from '../dist/routing/router.js'
-import { median, progress, report, round } from './lib.js'
+import { BENCH_ROUTES as ROUTES, median, progress, report, round } from './lib.js'
 
 const N = Number(process.env.BENCH_MATCHES ?? 2_000_000)
 const rounds = Number(process.env.BENCH_ROUNDS ?? 5)
-const ROUTES = [
-  { match: { host: 'api.example.com' }, pool: 'api' },
-  { match: { host: '*.cdn.example.com' }, pool: 'static' },
-  { match: { pathPrefix: '/static/' }, pool: 'static', cache: { defaultTtl: 3600 } },
-  { match: { pathPrefix: '/assets/' }, pool: 'static' },
-  { match: { methods: ['POST', 'PUT', 'PATCH', 'DELETE'] }, pool: 'api' },
-  { match: { pathPrefix: '/api/', header: { name: 'x-beta', value: '1' } }, pool: 'api', stripPrefix: '/api' },
-  { match: { pathPrefix: '/v2/' }, pool: 'api', stripPrefix: '/v2' },
-  { match: { header: { name: 'x-internal' } }, pool: 'api' },
-]
 const headers = { host: 'www.example.com:2001', 'user-agent': 'wrk', accept: '*/*' }
 const cases = [
   { label: 'no routes', router: Router.compile([]), req: ['GET', 'www.example.com:2001', '/page', headers] },
