@@ -249,7 +249,7 @@ export const CacheSchema = Obj({
   }),
   /**
    * Ask V8 to collect what the cache drops (a scavenge per maxBytes/16 stored, a major collection
-   * per maxBytes/16 evicted, at most one every 500 ms), so RSS stays near maxBytes under churn.
+   * per maxBytes/16 evicted, at most one every 100 ms), so RSS stays near maxBytes under churn.
    */
   gcNudge: Type.Boolean({ default: true }),
   coalesce: Obj({

@@ -17,7 +17,7 @@
  * scavenge (2-5 ms in bench/rss.js's traces), each `thresholdBytes` dropped for a major collection. V8 runs
  * both from a task of its own, not inside the store's call. A cache that does not fill or evict
  * never asks. A major collection is atomic (7-140 ms on a loaded 2-core machine, where V8's own
- * are incremental), so under heavy eviction churn they are spaced at least `minMajorGapMs` apart:
+ * are incremental), so under heavy eviction churn they are spaced at least `minMajorGapMs` (100 ms) apart:
  * the pause share stays bounded (a few percent) while RSS still stops short of V8's 64 MB slack.
  * Config `cache.gcNudge: false` turns all of it off.
  */
@@ -87,7 +87,7 @@ export class GarbageNudge {
   constructor(thresholdBytes: number, request?: GcRequest, opts: { minMajorGapMs?: number; now?: () => number } = {}) {
     this.thresholdBytes = Math.max(1, thresholdBytes)
     this.#request = request
-    this.#minMajorGapMs = opts.minMajorGapMs ?? 500
+    this.#minMajorGapMs = opts.minMajorGapMs ?? 100
     this.#now = opts.now ?? (() => performance.now())
   }
 

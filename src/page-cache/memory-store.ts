@@ -25,7 +25,7 @@ export interface MemoryStoreOptions {
   gcNudgeBytes?: number
   /** How the nudge asks for a collection (tests); default V8's own. */
   requestGc?: GcRequest
-  /** The least time between two major collections the nudge asks for (default 500 ms). */
+  /** The least time between two major collections the nudge asks for (default 100 ms). */
   gcMinMajorGapMs?: number
 }
 
