@@ -1,19 +1,11 @@
 import { describe, expect, it } from 'vitest'
-import { resolveConfig, resolveUpstream, ConfigError } from '../../src/config/load.js'
+import { configProblems, validConfig } from '../helpers/config.js'
+import { resolveConfig, resolveUpstream } from '../../src/config/load.js'
 import { poolConfigs } from '../../src/config/pools.js'
 
-const valid = { upstreams: [{ id: 'b1', url: 'http://127.0.0.1:3001' }] }
+const valid = validConfig
+const problems = configProblems
 const pool = (id: string, extra: Record<string, unknown> = {}) => ({ upstreams: [{ id, url: `http://${id}:8080` }], ...extra })
-
-function problems(input: unknown): string[] {
-  try {
-    resolveConfig(input)
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError)
-    return [...(err as ConfigError).problems]
-  }
-  throw new Error('expected the config to be rejected')
-}
 
 describe('config: pools', () => {
   it('defaults to no pools and no routes; an old config keeps its upstream entries as they were', () => {

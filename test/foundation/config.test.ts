@@ -1,18 +1,10 @@
 import { describe, expect, it } from 'vitest'
+import { configProblems, validConfig } from '../helpers/config.js'
 import { availableParallelism } from 'node:os'
-import { resolveConfig, ConfigError } from '../../src/config/load.js'
+import { resolveConfig } from '../../src/config/load.js'
 
-const valid = { upstreams: [{ id: 'b1', url: 'http://127.0.0.1:3001' }] }
-
-function problems(input: unknown): string[] {
-  try {
-    resolveConfig(input)
-  } catch (err) {
-    expect(err).toBeInstanceOf(ConfigError)
-    return [...(err as ConfigError).problems]
-  }
-  throw new Error('expected the config to be rejected')
-}
+const valid = validConfig
+const problems = configProblems
 
 describe('config', () => {
   it('applies every default in one place and freezes the result', () => {
