@@ -165,18 +165,19 @@ export function createStrata(config: StrataConfig, opts: CreateStrataOptions = {
     // Pools: balancer settings, then upstreams (so added ones follow the new health checks); new
     // pools start, retired ones finish their in-flight requests. Routes swap after the pools
     // exist, so no request is routed to a pool not yet built.
-    if (changed.some((k) => k === 'upstreams' || k === 'pools' || k.startsWith('pools.') || k.startsWith('balancer.'))) {
-      const applied = poolSet.apply(next)
+    const poolsChanged = changed.some((k) => k === 'upstreams' || k === 'pools' || k.startsWith('pools.') || k.startsWith('balancer.'))
+    const applied = poolsChanged ? poolSet.apply(next) : undefined
+    if (applied !== undefined) {
       // A new pool's first DNS round is done before any route can send it a request.
       await applied.started.catch((err: unknown) => logger.error({ err }, 'a pool added by the reload failed to start'))
       // The Redis client for shared learn-mode sessions is made at startup only.
       if (learnRedis === undefined && config.cache.redis !== null && poolConfigs(next).some((p) => p.balancer.sticky?.mode === 'learn')) {
         logger.warn('sticky learn mode was turned on by a reload: its sessions stay local to this node until a restart shares them through Redis')
       }
-      if (changed.includes('routes')) pipeline.setRouter(Router.compile(next.routes))
-      // Pools no route names any more leave last; their in-flight requests finish.
-      void applied.retire().catch((err: unknown) => logger.error({ err }, 'a pool retired by the reload failed to close'))
-    } else if (changed.includes('routes')) pipeline.setRouter(Router.compile(next.routes))
+    }
+    if (changed.includes('routes')) pipeline.setRouter(Router.compile(next.routes))
+    // Pools no route names any more leave last; their in-flight requests finish.
+    if (applied !== undefined) void applied.retire().catch((err: unknown) => logger.error({ err }, 'a pool retired by the reload failed to close'))
     if (changed.some((k) => k.startsWith('cache.'))) cache.reconfigure(next.cache)
     if (changed.some((k) => k.startsWith('esi.'))) esi?.reconfigure(next.esi)
   }

@@ -44,17 +44,18 @@ export class Pool {
     this.#config = cfg.balancer
     this.#upstreams = cfg.upstreams
     const learn = cfg.balancer.sticky?.mode === 'learn' && deps.learnRedis !== undefined
+    // The default pool's lines read as they did before pools existed.
+    this.#log = cfg.name === 'default' ? deps.logger : deps.logger.child({ pool: cfg.name })
     this.balancer = new Balancer({
       upstreams: staticUpstreams(cfg.upstreams),
       config: cfg.balancer,
-      logger: cfg.name === 'default' ? deps.logger : deps.logger.child({ pool: cfg.name }),
+      logger: this.#log,
       ...(learn ? { redis: deps.learnRedis, learnKeyPrefix: learnPrefix(cfg.name) } : {}),
       redisTimeoutMs: deps.redisTimeoutMs,
       ...(deps.stickySecret === undefined ? {} : { stickySecret: deps.stickySecret }),
     })
     this.asyncPick = learn
     this.balancer.on('removed', deps.onRemoved)
-    this.#log = deps.logger.child({ pool: cfg.name })
     this.#resolver = deps.resolver
     this.#discovery = cfg.upstreams.some((u) => u.resolve === true) ? this.#makeDiscovery(cfg.upstreams) : undefined
   }
@@ -163,11 +164,10 @@ export class PoolSet {
    * A reload's pools, in two steps so that no request is routed to a pool that is not there: new
    * pools are built (and `started`: health checks, first DNS round) and existing ones reconfigured
    * now; pools the config no longer names stay until `retire()`, which the caller runs once the
-   * new routes are in force. Returns the names of the pools that changed.
+   * new routes are in force. (What changed is the reload plan's to say: `pools.<name>`.)
    */
-  apply(config: StrataConfig): { changed: string[]; started: Promise<void>; retire(): Promise<void> } {
+  apply(config: StrataConfig): { started: Promise<void>; retire(): Promise<void> } {
     const next = new Map<string, Pool>()
-    const changed: string[] = []
     const fresh: Pool[] = []
     for (const cfg of poolConfigs(config)) {
       const pool = this.#pools.get(cfg.name)
@@ -175,16 +175,12 @@ export class PoolSet {
         const made = new Pool(cfg, this.#deps)
         fresh.push(made)
         next.set(cfg.name, made)
-        changed.push(cfg.name)
-        continue
+      } else {
+        pool.reconfigure(cfg)
+        next.set(cfg.name, pool)
       }
-      const before = JSON.stringify(pool.config) + JSON.stringify(pool.balancer.list().map((u) => u.id))
-      pool.reconfigure(cfg)
-      if (JSON.stringify(pool.config) + JSON.stringify(pool.balancer.list().map((u) => u.id)) !== before) changed.push(cfg.name)
-      next.set(cfg.name, pool)
     }
     const gone = [...this.#pools.values()].filter((p) => !next.has(p.name))
-    for (const p of gone) changed.push(p.name)
     this.#set(new Map([...next, ...gone.map((p) => [p.name, p] as const)]))
     const retire = async (): Promise<void> => {
       if (gone.length === 0) return
@@ -195,7 +191,7 @@ export class PoolSet {
         await p.close()
       }))
     }
-    return { changed, started: Promise.all(fresh.map((p) => p.start())).then(() => undefined), retire }
+    return { started: Promise.all(fresh.map((p) => p.start())).then(() => undefined), retire }
   }
 
   #set(pools: ReadonlyMap<string, Pool>): void {
