@@ -49,11 +49,10 @@ type OriginResponseWithCookie = OriginResponse & { setCookie?: string }
 export class EdgePipeline {
   readonly #cache: PageCache
   readonly #forwarder: Forwarder
-  /**
-   * Routes and pools, swapped together by a reload: a request routed by the old table finds its
-   * pool in the old set (a retired pool finishes what it has).
-   */
-  #routing: { router: Router; pools: PoolSet }
+  /** Config `routes`, compiled; a reload swaps it (after the pool set has taken the new pools). */
+  #router: Router
+  /** The pools routes name; a reload changes the set in place (see PoolSet.apply). */
+  readonly #poolSet: PoolSet
   readonly #pools: UpstreamPools
   readonly #esi: EsiDelivery | undefined
   readonly #extraUpstreamHeaders: Readonly<Record<string, string>>
@@ -68,7 +67,8 @@ export class EdgePipeline {
     this.#serverTiming = opts.serverTiming ?? false
     this.#cache = opts.cache
     this.#forwarder = opts.forwarder
-    this.#routing = { router: opts.router ?? Router.compile([]), pools: opts.poolSet }
+    this.#router = opts.router ?? Router.compile([])
+    this.#poolSet = opts.poolSet
     this.#pools = opts.pools
     this.#esi = opts.esi
     this.#extraUpstreamHeaders = opts.extraUpstreamHeaders ?? {}
@@ -80,23 +80,25 @@ export class EdgePipeline {
     return this.#trust?.trusts(peer) ?? false
   }
 
-  /** A reload's routes (the pool set reconfigures itself in place). */
+  /** A reload's routes. */
   setRouter(router: Router): void {
-    this.#routing = { router, pools: this.#routing.pools }
+    this.#router = router
   }
 
   /**
-   * The route of a request. A fresh hit matches once; a request the fast path hands to fastify is
-   * matched again there (cheaper than carrying the answer on Node's request object).
+   * The route of a client request, its cache settings put on the request for the page cache. A
+   * fresh hit matches once; a request the fast path hands to fastify is matched again there
+   * (cheaper than carrying the answer on Node's request object).
    */
   #route(creq: CacheRequest): Route {
-    return this.#routing.router.match(creq.method, creq.host, creq.url, creq.headers)
+    const route = this.#router.match(creq.method, creq.host, creq.url, creq.headers)
+    if (route.cache !== undefined) creq.policy = route.cache
+    return route
   }
 
   /** The pool a route names (a reload may have retired it since: then the default pool). */
   #pool(route: Route): Pool {
-    const pools = this.#routing.pools
-    return pools.get(route.pool) ?? pools.default
+    return this.#poolSet.get(route.pool) ?? this.#poolSet.default
   }
 
   /** Off while shutting down, so draining connections get fastify's 503 + Connection: close. */
@@ -130,7 +132,6 @@ export class EdgePipeline {
     }
     const creq = clientCacheRequest(method, url, headers)
     const route = this.#route(creq)
-    if (route.cache !== undefined) creq.policy = route.cache
     if (method !== 'GET' && method !== 'HEAD') return this.#passEarly(req, res, creq, route, log, start, fallback)
     const cache = this.#cache
     const now = cache.now()
@@ -189,7 +190,7 @@ export class EdgePipeline {
     const fwd = this.#cache.passFor(creq)
     if (fwd === undefined) return false
     const headers = upstreamRequestHeaders(creq.headers, { ip, proto: 'http', trusted })
-    stripSticky(headers, this.#routing.pools)
+    stripSticky(headers, this.#poolSet)
     if (esi) Object.assign(headers, this.#extraUpstreamHeaders)
     const sink = new PassToClient(esi ? this.#passHooks : this.#passHooksNoEsi, creq, req, res, fwd, log, start, fallback)
     // A request body streams upstream as it arrives (the raw request is the stream); GET and
@@ -222,7 +223,6 @@ export class EdgePipeline {
     const trusted = this.trusts(request.ip)
     const creq = clientCacheRequest(request.method, request.url, clientRequestHeaders(request.headers, trusted))
     const route = this.#route(creq)
-    if (route.cache !== undefined) creq.policy = route.cache
     const ctx = new OriginContext(this, request, creq, route, trusted, reply, this.#serverTiming)
     const result = this.#cache.handle(creq, ctx.fetch)
     if (result instanceof Promise) return result.then((r) => this.#send(request, reply, r, ctx))
@@ -299,10 +299,10 @@ export class EdgePipeline {
   /** Sends one request upstream on behalf of the page cache (also for background refreshes). */
   async forward(request: FastifyRequest, req: CacheRequest, extra: Record<string, string> | undefined, route: Route | undefined, trusted: boolean, signal?: AbortSignal, reply?: FastifyReply): Promise<OriginResponseWithCookie> {
     // An ESI fragment is routed by its own target (it may live in another pool).
-    route ??= this.#routing.router.match(req.method, req.host, req.url, request.headers)
+    route ??= this.#router.match(req.method, req.host, req.url, request.headers)
     const pool = this.#pool(route)
     const headers = upstreamRequestHeaders(req.headers, { ip: request.ip, proto: 'http', trusted })
-    stripSticky(headers, this.#routing.pools)
+    stripSticky(headers, this.#poolSet)
     if (route.esi !== false) Object.assign(headers, this.#extraUpstreamHeaders)
     if (extra !== undefined) Object.assign(headers, extra)
     // The page's id, also on its ESI fragment requests (whose headers are only esi.forwardHeaders).
