@@ -125,6 +125,13 @@ export class Fill {
     return this.#lead(key, req, fetchOrigin, stale, fwd, 'leader')
   }
 
+  /** The lifetimes for a request's entry: its route's (`routes[].cache`) where given, else `cache.*`. */
+  #lifetimes(req: CacheRequest): { defaultTtl: number; grace: number; staleIfError: number } {
+    const cfg = this.#ctx.config
+    const p = req.policy
+    return p === undefined ? cfg : { defaultTtl: p.defaultTtl ?? cfg.defaultTtl, grace: p.grace ?? cfg.grace, staleIfError: p.staleIfError ?? cfg.staleIfError }
+  }
+
   /** The request the origin sees on a cache fill: GET, no client conditionals/Range, normalised Accept-Encoding. */
   #fillRequest(req: CacheRequest): CacheRequest {
     const headers: CacheRequest['headers'] = { ...req.headers }
@@ -183,8 +190,9 @@ export class Fill {
     const path = fill.url
     const rule = cfg.rules.length > 0 ? cfg.rules.find((r) => path.startsWith(r.prefix)) : undefined
     const stripCookie = rule?.stripSetCookie === true && res.headers['set-cookie'] !== undefined
+    const life = this.#lifetimes(req)
     const decision = cfg.maxObjectBytes > 0
-      ? storageDecision({ method: 'GET', reqHeaders: fill.headers, status, resHeaders: res.headers, path, rules: cfg.rules, defaultTtl: req.policy?.defaultTtl ?? cfg.defaultTtl })
+      ? storageDecision({ method: 'GET', reqHeaders: fill.headers, status, resHeaders: res.headers, path, rules: cfg.rules, defaultTtl: life.defaultTtl })
       : { storable: false as const, reason: 'status' as const, ttl: 0 }
     const clientHeaders = forwardHeaders(res.headers, { dropCookie: stripCookie })
     const wantsWhole = req.method === 'HEAD' || mode === 'background' || req.headers['range'] !== undefined
@@ -219,7 +227,7 @@ export class Fill {
       }
       const entry = createEntry({
         key, variant, vary, status, headers, body, requestTime, responseTime,
-        ttl: decision.ttl, policy: decision.policy, grace: req.policy?.grace ?? cfg.grace, staleIfError: req.policy?.staleIfError ?? cfg.staleIfError, keepMs: this.#keepMs,
+        ttl: decision.ttl, policy: decision.policy, grace: life.grace, staleIfError: life.staleIfError, keepMs: this.#keepMs,
       })
       this.#store(entry)
       done({ entry })
@@ -266,10 +274,12 @@ export class Fill {
     const merged: Record<string, string | string[] | undefined> = { ...freshenHeaders(stale.headers, res.headers) }
     // The 304's Age counts for the new initial age (§4.2.3); storedHeaders drops it from the copy.
     merged['age'] = res.headers['age']
-    const decision = storageDecision({ method: 'GET', reqHeaders: this.#fillRequest(req).headers, status: stale.status, resHeaders: merged, path: this.#fillRequest(req).url, rules: cfg.rules, defaultTtl: req.policy?.defaultTtl ?? cfg.defaultTtl })
+    const fill = this.#fillRequest(req)
+    const life = this.#lifetimes(req)
+    const decision = storageDecision({ method: 'GET', reqHeaders: fill.headers, status: stale.status, resHeaders: merged, path: fill.url, rules: cfg.rules, defaultTtl: life.defaultTtl })
     const entry = createEntry({
       key, variant: stale.variant, vary: stale.vary, status: stale.status, headers: merged, body: stale.body, requestTime, responseTime,
-      ttl: decision.storable ? decision.ttl : 0, policy: decision.policy, grace: req.policy?.grace ?? cfg.grace, staleIfError: req.policy?.staleIfError ?? cfg.staleIfError, keepMs: this.#keepMs,
+      ttl: decision.storable ? decision.ttl : 0, policy: decision.policy, grace: life.grace, staleIfError: life.staleIfError, keepMs: this.#keepMs,
     })
     if (decision.storable) this.#store(entry)
     else void this.#invalidation.invalidateKeys([key])
