@@ -12,6 +12,16 @@ export function discardBody(body: Readable): void {
 }
 
 /**
+ * Reads a body nobody wants to its end, so its connection goes back to the pool (a 5xx served
+ * around, a 304's empty body). It may still fail (a 304 that declared a Content-Length it never
+ * sent): that failure is nobody's to answer, and must not be an 'error' event with no listener.
+ */
+export function drainBody(body: Readable): void {
+  body.on('error', ignore)
+  body.resume()
+}
+
+/**
  * `src` through `transform` (gunzip, gzip), answering the transform's readable side. Unlike
  * `.pipe()`, which forwards no errors, `stream.pipeline` owns the errors of both streams: an origin
  * that fails mid-body destroys the transform with its error, which whoever reads the returned

@@ -10,7 +10,7 @@ import type { LRUCache } from 'lru-cache'
 import type { Clock } from '../core/clock.js'
 import { StrataError } from '../core/errors.js'
 import { headerList, headerValue } from '../core/headers.js'
-import { discardBody, through } from '../core/streams.js'
+import { discardBody, drainBody, through } from '../core/streams.js'
 import type { Logger } from '../observability/logger.js'
 import type { Flights, FlightOutcome } from './coalesce.js'
 import type { PageCacheContext } from './context.js'
@@ -175,13 +175,13 @@ export class Fill {
     const responseTime = this.#clock.now()
     const status = res.statusCode
     if (status >= 500 && this.#canServeStaleIfError(stale, responseTime)) {
-      res.body.resume()
+      drainBody(res.body)
       done({ error: upstreamFailed(status) })
       this.#s.staleHits++
       return deliver(stale, req, 'STALE', responseTime, `fwd=${fwd}; fwd-status=${status}; detail=stale-if-error`)
     }
     if (status === 304 && stale !== undefined && validating) {
-      res.body.resume()
+      drainBody(res.body)
       if (notModifiedMatches(stale, res.headers)) return this.#freshen(key, stale, req, res, requestTime, responseTime, done, fwd)
       // The 304 is about another representation: fetch the full response without validators.
       done({})

@@ -5,6 +5,7 @@ import { appendSetCookie, clientRequestHeaders } from '../core/headers.js'
 import type { TrustProxy } from '../core/trust-proxy.js'
 import { writeChunkedPage, writeStored } from './raw-response.js'
 import { Readable } from 'node:stream'
+import { drainBody } from '../core/streams.js'
 import type { Dispatcher } from 'undici'
 import { Router, type Route } from '../routing/router.js'
 import type { Pool, PoolSet } from '../routing/pools.js'
@@ -273,7 +274,7 @@ export class EdgePipeline {
       reply.code(result.statusCode).headers(result.headers)
       return reply.send(result.body)
     }
-    if (result.body instanceof Readable) result.body.resume()
+    if (result.body instanceof Readable) drainBody(result.body)
     return esi.send(request, reply, result, found, this.#fragmentFetch(request), ctx.timed === undefined ? undefined : ctx.serverTiming())
   }
 
